@@ -1,0 +1,291 @@
+/**
+ * Checkpoint directory: model.json (configuration, columns, standardisation, training
+ * summary, tfjs-style weightsManifest) and weights.bin (little-endian float32, in
+ * manifest order). Written atomically; everything is validated on load and nothing in a
+ * checkpoint is ever executed.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import { UserError } from './errors.js';
+import { FLOW_TYPES, paramLayout, type FlowSpec } from './flow/spec.js';
+import type { Standardization } from './flow/flow.js';
+
+export const FORMAT = 'nf-flow';
+export const VERSION = 1;
+const WEIGHTS_FILE = 'weights.bin';
+
+export interface TrainingSummary {
+  epochs: number;
+  bestEpoch: number;
+  /** Best validation NLL per row, nats, original units. */
+  bestValNll: number;
+  trainRows: number;
+  valRows: number;
+  droppedRows: number;
+  backend: string;
+  seconds: number;
+  samplesPerSecond: number;
+  stopReason: string;
+  seed: number;
+  batchSize: number;
+  lr: number;
+  patience: number;
+  valSplit: number;
+  dequantize: boolean;
+  source: string;
+  createdAt: string;
+  history: { epoch: number; trainNll: number; valNll: number }[];
+}
+
+export interface WeightsGroup {
+  paths: string[];
+  weights: { name: string; shape: number[]; dtype: 'float32' }[];
+}
+
+export interface ModelMeta {
+  format: typeof FORMAT;
+  version: number;
+  flow: FlowSpec;
+  columns: string[];
+  standardization: Standardization;
+  training: TrainingSummary;
+  weightsManifest: WeightsGroup[];
+}
+
+export interface Checkpoint {
+  meta: ModelMeta;
+  params: Float32Array;
+}
+
+export function defaultModelDir(): string {
+  const env = process.env.NF_MODEL;
+  return env && env.trim() !== '' ? env : 'nf-model';
+}
+
+export function manifestFor(spec: FlowSpec): WeightsGroup[] {
+  return [{ paths: [WEIGHTS_FILE], weights: paramLayout(spec).map((e) => ({ name: e.name, shape: e.shape, dtype: 'float32' })) }];
+}
+
+function encode(params: Float32Array): Buffer {
+  const buf = Buffer.alloc(params.length * 4);
+  for (let i = 0; i < params.length; i++) buf.writeFloatLE(params[i], i * 4);
+  return buf;
+}
+
+async function writeDurably(path: string, data: string | Buffer): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function ioMessage(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const known: Record<string, string> = {
+    ENOSPC: 'no space left on device',
+    EACCES: 'permission denied',
+    EROFS: 'read-only file system',
+    ENOTDIR: 'a parent is not a directory',
+    EDQUOT: 'disk quota exceeded',
+  };
+  return (e.code && known[e.code]) ?? e.message ?? String(err);
+}
+
+/**
+ * Writes a checkpoint atomically: into a fresh sibling directory, then swapped into place.
+ * An existing directory is replaced only if it is an nf checkpoint (or empty).
+ */
+export async function saveCheckpoint(dir: string, meta: Omit<ModelMeta, 'weightsManifest' | 'format' | 'version'>, params: Float32Array): Promise<void> {
+  for (let i = 0; i < params.length; i++) {
+    if (!Number.isFinite(params[i])) throw new Error('refusing to save non-finite weights');
+  }
+  const target = resolve(dir);
+  const existing = await stat(target).catch(() => null);
+  if (existing) {
+    if (!existing.isDirectory()) throw new UserError(`${dir}: exists and is not a directory; choose another --model path`);
+    const entries = await readdir(target);
+    if (entries.length > 0 && !entries.includes('model.json')) {
+      throw new UserError(`${dir}: exists and is not an nf checkpoint; refusing to overwrite it (choose another --model path)`);
+    }
+  }
+  const parent = dirname(target);
+  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = join(parent, `.${basename(target)}.tmp-${tag}`);
+  const old = join(parent, `.${basename(target)}.old-${tag}`);
+  const full: ModelMeta = { format: FORMAT, version: VERSION, ...meta, weightsManifest: manifestFor(meta.flow) };
+  try {
+    await mkdir(parent, { recursive: true });
+    await mkdir(tmp);
+    await writeDurably(join(tmp, WEIGHTS_FILE), encode(params));
+    await writeDurably(join(tmp, 'model.json'), JSON.stringify(full, null, 1) + '\n');
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    throw new UserError(`${dir}: cannot write checkpoint: ${ioMessage(err)} (any previous checkpoint there is unchanged)`);
+  }
+  try {
+    if (existing) await rename(target, old);
+    await rename(tmp, target);
+  } catch (err) {
+    // Put the previous checkpoint back if it was moved aside.
+    if (existing) await rename(old, target).catch(() => undefined);
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    throw new UserError(`${dir}: cannot write checkpoint: ${ioMessage(err)} (any previous checkpoint there is unchanged)`);
+  }
+  if (existing) await rm(old, { recursive: true, force: true }).catch(() => undefined);
+}
+
+// ---------------------------------------------------------------- loading & validation
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+class Invalid extends Error {}
+
+function obj(v: Json | undefined, what: string): { [k: string]: Json } {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Invalid(`${what} must be an object`);
+  return v;
+}
+function num(v: Json | undefined, what: string, check: (n: number) => boolean = Number.isFinite): number {
+  if (typeof v !== 'number' || !check(v)) throw new Invalid(`${what} is missing or invalid`);
+  return v;
+}
+function int(v: Json | undefined, what: string, min: number, max: number): number {
+  return num(v, what, (n) => Number.isInteger(n) && n >= min && n <= max);
+}
+function arr(v: Json | undefined, what: string): Json[] {
+  if (!Array.isArray(v)) throw new Invalid(`${what} must be an array`);
+  return v;
+}
+function str(v: Json | undefined, what: string): string {
+  if (typeof v !== 'string') throw new Invalid(`${what} must be a string`);
+  return v;
+}
+
+function validateSpec(v: Json | undefined): FlowSpec {
+  const f = obj(v, 'flow');
+  const type = str(f.type, 'flow.type');
+  if (!(FLOW_TYPES as readonly string[]).includes(type)) throw new Invalid(`flow.type '${type}' is not one of ${FLOW_TYPES.join(', ')}`);
+  const dim = int(f.dim, 'flow.dim', 2, 100000);
+  const layers = int(f.layers, 'flow.layers', 1, 1000);
+  const hidden = int(f.hidden, 'flow.hidden', 1, 1 << 16);
+  const hiddenLayers = int(f.hiddenLayers, 'flow.hiddenLayers', 1, 64);
+  const scaleBound = num(f.scaleBound, 'flow.scaleBound', (n) => Number.isFinite(n) && n > 0);
+  const perms = arr(f.permutations, 'flow.permutations');
+  if (perms.length !== layers) throw new Invalid(`flow.permutations has ${perms.length} entries for ${layers} layers`);
+  const permutations = perms.map((p, l) => {
+    const a = arr(p, `flow.permutations[${l}]`).map((x) => int(x, `flow.permutations[${l}]`, 0, dim - 1));
+    if (a.length !== dim || new Set(a).size !== dim) throw new Invalid(`flow.permutations[${l}] is not a permutation of ${dim} indices`);
+    return a;
+  });
+  return { type: type as FlowSpec['type'], dim, layers, hidden, hiddenLayers, scaleBound, permutations };
+}
+
+function validateMeta(raw: Json): ModelMeta {
+  const m = obj(raw, 'model.json');
+  if (m.format !== FORMAT) throw new Invalid(`not an nf checkpoint (format is ${JSON.stringify(m.format ?? null)}, expected "${FORMAT}")`);
+  const version = int(m.version, 'version', 0, Number.MAX_SAFE_INTEGER);
+  if (version !== VERSION) throw new Invalid(`checkpoint format version ${version} is not supported (this nf reads version ${VERSION})`);
+  const flow = validateSpec(m.flow);
+  const columns = arr(m.columns, 'columns').map((c, i) => str(c, `columns[${i}]`));
+  if (columns.length !== flow.dim) throw new Invalid(`${columns.length} column names for a ${flow.dim}-dimensional flow`);
+  const st = obj(m.standardization, 'standardization');
+  const mean = arr(st.mean, 'standardization.mean').map((x) => num(x, 'standardization.mean'));
+  const std = arr(st.std, 'standardization.std').map((x) => num(x, 'standardization.std', (n) => Number.isFinite(n) && n > 0));
+  if (mean.length !== flow.dim || std.length !== flow.dim) throw new Invalid('standardization does not match the flow dimension');
+  const training = obj(m.training ?? {}, 'training') as unknown as TrainingSummary;
+  const manifest = arr(m.weightsManifest, 'weightsManifest').map((g, gi) => {
+    const go = obj(g, `weightsManifest[${gi}]`);
+    return {
+      paths: arr(go.paths, `weightsManifest[${gi}].paths`).map((p) => str(p, 'weightsManifest path')),
+      weights: arr(go.weights, `weightsManifest[${gi}].weights`).map((w) => {
+        const wo = obj(w, 'weightsManifest weight');
+        if (wo.dtype !== 'float32') throw new Invalid(`weight ${JSON.stringify(wo.name)} has dtype ${JSON.stringify(wo.dtype)}, expected float32`);
+        return {
+          name: str(wo.name, 'weight name'),
+          shape: arr(wo.shape, 'weight shape').map((d) => int(d, 'weight shape', 0, 1 << 30)),
+          dtype: 'float32' as const,
+        };
+      }),
+    };
+  });
+  // The weights must be exactly the ones this architecture needs, in order.
+  const expected = paramLayout(flow);
+  const got = manifest.flatMap((g) => g.weights);
+  if (got.length !== expected.length) throw new Invalid(`weightsManifest lists ${got.length} weights, the flow needs ${expected.length}`);
+  got.forEach((w, i) => {
+    const e = expected[i];
+    if (w.name !== e.name || w.shape.length !== e.shape.length || w.shape.some((d, k) => d !== e.shape[k])) {
+      throw new Invalid(`weight ${i} is ${w.name} [${w.shape.join(',')}], expected ${e.name} [${e.shape.join(',')}]`);
+    }
+  });
+  return { format: FORMAT, version, flow, columns, standardization: { mean, std }, training, weightsManifest: manifest };
+}
+
+/** Resolves a manifest path, refusing anything that would leave the checkpoint directory. */
+function safePath(dir: string, p: string): string {
+  if (p === '' || isAbsolute(p) || p.includes('\\') || p.split('/').some((s) => s === '..' || s === '')) {
+    throw new Invalid(`weightsManifest path ${JSON.stringify(p)} is not a plain file name inside the checkpoint`);
+  }
+  const full = resolve(dir, p);
+  if (!full.startsWith(resolve(dir) + sep)) throw new Invalid(`weightsManifest path ${JSON.stringify(p)} leaves the checkpoint directory`);
+  return full;
+}
+
+export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
+  const where = `${dir}`;
+  const s = await stat(dir).catch(() => null);
+  if (!s) throw new UserError(`${where}: no model here (train one with 'nf fit data.csv', or pass -m <dir>)`);
+  if (!s.isDirectory()) throw new UserError(`${where}: not a checkpoint directory`);
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'model.json'), 'utf8');
+  } catch {
+    throw new UserError(`${where}: no model.json (not an nf checkpoint)`);
+  }
+  let parsed: Json;
+  try {
+    parsed = JSON.parse(text) as Json;
+  } catch (err) {
+    throw new UserError(`${join(dir, 'model.json')}: not valid JSON (${(err as Error).message})`);
+  }
+  let meta: ModelMeta;
+  try {
+    meta = validateMeta(parsed);
+  } catch (err) {
+    if (err instanceof Invalid) throw new UserError(`${join(dir, 'model.json')}: ${err.message}`);
+    throw err;
+  }
+  const expectedFloats = paramLayout(meta.flow).reduce((a, e) => a + e.size, 0);
+  const params = new Float32Array(expectedFloats);
+  let offset = 0;
+  for (const group of meta.weightsManifest) {
+    const floats = group.weights.reduce((a, w) => a + w.shape.reduce((x, y) => x * y, 1), 0);
+    const bytes: Buffer[] = [];
+    for (const p of group.paths) {
+      let path: string;
+      try {
+        path = safePath(dir, p);
+      } catch (err) {
+        throw new UserError(`${join(dir, 'model.json')}: ${(err as Error).message}`);
+      }
+      const b = await readFile(path).catch((err: NodeJS.ErrnoException) => {
+        throw new UserError(`${path}: ${err.code === 'ENOENT' ? 'missing weights file' : `cannot read: ${err.message}`}`);
+      });
+      bytes.push(b);
+    }
+    const buf = Buffer.concat(bytes);
+    if (buf.length !== floats * 4) {
+      throw new UserError(`${join(dir, group.paths.join('+'))}: ${buf.length} bytes, expected ${floats * 4} for the weights listed in model.json (truncated or mismatched)`);
+    }
+    for (let i = 0; i < floats; i++) {
+      const v = buf.readFloatLE(i * 4);
+      if (!Number.isFinite(v)) throw new UserError(`${join(dir, group.paths[0])}: weight ${offset + i} is not finite (corrupt checkpoint)`);
+      params[offset + i] = v;
+    }
+    offset += floats;
+  }
+  return { meta, params };
+}

@@ -1,0 +1,171 @@
+/**
+ * Command-line interface: options, help and dispatch. Command modules (and with them
+ * TensorFlow.js) are imported only when their command runs, so `--help` and `info` start fast.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { defaultModelDir } from './checkpoint.js';
+import { UserError } from './errors.js';
+import { choice, columnList, integer, real, seed } from './options.js';
+import { configureTerminal, printError } from './terminal.js';
+
+const HELP_FOOTER = `
+Examples:
+  nf fit data.csv                      train, save to ./nf-model
+  nf sample -n 1000 > samples.csv      draw rows
+  nf logprob points.csv                log density of each row (nats, original units)
+  nf eval test.csv                     mean test log-likelihood
+  nf sample -n 100 | nf logprob        pipelines: data on stdout, messages on stderr
+
+Environment: NF_MODEL (default model dir), NF_BACKEND (tensorflow|wasm|cpu),
+NO_COLOR, NF_DEBUG=1 (stack traces). Log densities are densities, not
+probabilities: positive values are normal for concentrated data.`;
+
+interface Common {
+  model: string;
+  backend?: string;
+  quiet?: boolean;
+  json?: boolean;
+  color?: boolean;
+}
+
+function common(cmd: Command, opts: { json?: boolean; backend?: boolean } = {}): Command {
+  cmd.option('-m, --model <dir>', 'checkpoint directory (default: $NF_MODEL or ./nf-model)');
+  if (opts.backend !== false) cmd.addOption(new Option('--backend <name>', 'engine: tensorflow, wasm or cpu (default: $NF_BACKEND, else the fastest that loads)'));
+  cmd.option('-q, --quiet', 'no progress or warnings on stderr');
+  cmd.option('--no-color', 'no colour on stderr');
+  if (opts.json) cmd.option('--json', 'print a JSON summary on stdout');
+  return cmd;
+}
+
+function prepare<T extends Common>(opts: T): T {
+  configureTerminal({ quiet: opts.quiet, color: opts.color });
+  return { ...opts, model: opts.model ?? defaultModelDir() };
+}
+
+/** Data expected on stdin but stdin is a terminal: show help instead of hanging. */
+function needsInput(cmd: Command, input: string | undefined): void {
+  if ((!input || input === '-') && process.stdin.isTTY) {
+    cmd.outputHelp({ error: true });
+    throw new UserError(`${cmd.name()}: no input file given and stdin is a terminal`, 2);
+  }
+}
+
+export function buildProgram(run: (code: number) => void): Command {
+  const program = new Command('nf')
+    .description('Density estimation with normalizing flows (RealNVP / NICE) for CSV data')
+    .version('0.1.0', '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', HELP_FOOTER)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  const fitCmd = common(program.command('fit'), { json: true })
+    .summary('train a flow on CSV rows by maximum likelihood, save a checkpoint')
+    .description('Train a flow on the numeric rows of a CSV file (or stdin) by maximum likelihood and save a checkpoint.')
+    .argument('[data]', "CSV file, or '-' / omitted for stdin")
+    .option('--no-header', 'the first row is data (default: detect a header)')
+    .option('--columns <list>', 'columns to model: names or 1-based indices, comma-separated', columnList)
+    .addOption(new Option('--flow <type>', 'rnvp (affine coupling) or nice (additive)').default('rnvp').argParser(choice(['rnvp', 'nice'] as const)))
+    .option('--layers <n>', 'coupling layers', integer(1, 1000), 8)
+    .option('--hidden <n>', 'units per hidden layer of each coupling network', integer(1, 4096), 64)
+    .option('--epochs <n>', 'maximum number of epochs', integer(1), 200)
+    .option('--batch-size <n>', 'rows per optimiser step (default: 512, less for small data)', integer(1))
+    .option('--lr <x>', 'Adam learning rate', real(0, 1), 1e-3)
+    .option('--val-split <f>', 'fraction of rows held out for early stopping', real(0, 0.9), 0.2)
+    .option('--patience <n>', 'stop after this many epochs without validation improvement', integer(1), 20)
+    .option('--seed <int>', 'random seed (initialisation, split, shuffling)', seed)
+    .option('--drop-invalid', 'skip rows with missing or non-finite values (default: refuse them)')
+    .option('--dequantize', 'add U[0,1) noise to integer-valued columns')
+    .action(async (data: string | undefined, raw: Common, cmd: Command) => {
+      needsInput(cmd, data);
+      const { fit } = await import('./commands/fit.js');
+      run(await fit(data, prepare(raw as Parameters<typeof fit>[1] & Common)));
+    });
+  void fitCmd;
+
+  common(program.command('sample'))
+    .summary('draw rows from a saved flow, CSV on stdout')
+    .description('Draw rows from a saved flow and write them as CSV (header = the model\'s column names).')
+    .option('-n, --num <int>', 'number of rows', integer(1), 1000)
+    .option('--temperature <t>', 'scale of the base standard deviation', real(0, Number.POSITIVE_INFINITY), 1)
+    .option('-o, --output <file>', 'write to a file instead of stdout')
+    .option('--no-header', 'omit the header row')
+    .option('--seed <int>', 'random seed', seed)
+    .action(async (raw: Common) => {
+      const { sample } = await import('./commands/sample.js');
+      run(await sample(prepare(raw as Parameters<typeof sample>[0] & Common)));
+    });
+
+  common(program.command('logprob'))
+    .summary('log density of each input row under a saved flow, CSV on stdout')
+    .description(
+      'Log density (natural log, original units) of each input row, one output row per input row. ' +
+        'Columns are matched to the model by header name; without a header by position.',
+    )
+    .argument('[points]', "CSV file, or '-' / omitted for stdin")
+    .option('--no-header', 'the first row is data (default: detect a header)')
+    .option('--append', 'write the input columns followed by logprob')
+    .option('--drop-invalid', 'skip rows with missing or non-finite values (default: refuse them)')
+    .action(async (input: string | undefined, raw: Common, cmd: Command) => {
+      needsInput(cmd, input);
+      const { logprob } = await import('./commands/score.js');
+      run(await logprob(input, prepare(raw as Parameters<typeof logprob>[1] & Common)));
+    });
+
+  common(program.command('eval'), { json: true })
+    .summary('mean test log-likelihood (nats), nats/dim, bits/dim, standard error')
+    .description('Mean log-likelihood of the rows under a saved flow, with its standard error, as CSV (or JSON with --json).')
+    .argument('<test>', "CSV file, or '-' for stdin")
+    .option('--no-header', 'the first row is data (default: detect a header)')
+    .option('--drop-invalid', 'skip rows with missing or non-finite values (default: refuse them)')
+    .action(async (input: string, raw: Common, cmd: Command) => {
+      needsInput(cmd, input);
+      const { evaluate } = await import('./commands/score.js');
+      run(await evaluate(input, prepare(raw as Parameters<typeof evaluate>[1] & Common)));
+    });
+
+  common(program.command('info'), { json: true, backend: false })
+    .summary('describe a checkpoint (columns, flow, training summary)')
+    .option('--backends', 'also list which TensorFlow.js backends load here')
+    .action(async (raw: Common) => {
+      const { info } = await import('./commands/info.js');
+      run(await info(prepare(raw as Parameters<typeof info>[0] & Common)));
+    });
+
+  return program;
+}
+
+function isEpipe(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'EPIPE';
+}
+
+export async function main(argv: string[] = process.argv): Promise<void> {
+  // `nf sample | head`: the reader went away; that is a normal end, not an error.
+  process.stdout.on('error', (err) => {
+    if (isEpipe(err)) process.exit(0);
+  });
+  let code = 0;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed its message (or the help / version).
+      code = err.exitCode === 0 ? 0 : 2;
+    } else if (isEpipe(err)) {
+      code = 0;
+    } else if (err instanceof UserError) {
+      await printError(err.message);
+      if (process.env.NF_DEBUG === '1') process.stderr.write(`${err.stack}\n`);
+      code = err.exitCode;
+    } else {
+      const e = err as Error;
+      await printError(`internal error: ${e?.message ?? String(err)}${process.env.NF_DEBUG === '1' ? '' : ' (set NF_DEBUG=1 for details)'}`);
+      if (process.env.NF_DEBUG === '1') process.stderr.write(`${e?.stack}\n`);
+      code = 1;
+    }
+  }
+  process.exitCode = code;
+}

@@ -1,0 +1,51 @@
+/**
+ * `nf info`: describes a checkpoint (no tensors needed), and optionally which backends load.
+ */
+import { loadCheckpoint } from '../checkpoint.js';
+import { probeBackends } from '../engine.js';
+import { paramCount } from '../flow/spec.js';
+
+export interface InfoOptions {
+  model: string;
+  json?: boolean;
+  backends?: boolean;
+}
+
+export async function info(opts: InfoOptions): Promise<number> {
+  const { meta } = await loadCheckpoint(opts.model);
+  const t = meta.training;
+  const backends = opts.backends ? await probeBackends() : undefined;
+  if (opts.json) {
+    const { weightsManifest: _manifest, ...rest } = meta;
+    void _manifest;
+    const history = t.history;
+    process.stdout.write(
+      JSON.stringify({ model: opts.model, parameters: paramCount(meta.flow), ...rest, training: { ...t, history }, backends }) + '\n',
+    );
+    return 0;
+  }
+  const f = meta.flow;
+  const lines = [
+    `model        ${opts.model}`,
+    `flow         ${f.type === 'rnvp' ? 'RealNVP (affine coupling)' : 'NICE (additive coupling)'}, ${f.layers} coupling layers, MLP ${f.hiddenLayers}×${f.hidden} ReLU${f.type === 'rnvp' ? `, log-scale bound ±${f.scaleBound}` : ''}`,
+    `parameters   ${paramCount(f)}`,
+    `dimension    ${f.dim}`,
+    `columns      ${meta.columns.join(', ')}`,
+    `mean         ${meta.standardization.mean.map((v) => Number(v.toPrecision(6))).join(', ')}`,
+    `std          ${meta.standardization.std.map((v) => Number(v.toPrecision(6))).join(', ')}`,
+  ];
+  if (t && typeof t.epochs === 'number') {
+    lines.push(
+      `trained on   ${t.source ?? '?'}: ${t.trainRows} train / ${t.valRows} val rows${t.droppedRows ? ` (${t.droppedRows} dropped)` : ''}${t.dequantize ? ', dequantized' : ''}`,
+      `training     ${t.epochs} epochs (best ${t.bestEpoch}, ${t.stopReason}), batch ${t.batchSize}, lr ${t.lr}, seed ${t.seed}`,
+      `val loglik   ${(-t.bestValNll).toFixed(4)} nats/row (${(-t.bestValNll / f.dim).toFixed(4)} nats/dim)`,
+      `backend      ${t.backend}, ${t.seconds} s, ${t.samplesPerSecond} samples/s`,
+      `created      ${t.createdAt}`,
+    );
+  }
+  if (backends) {
+    for (const b of backends) lines.push(`backend ${b.backend.padEnd(10)} ${b.ok ? 'loads' : `unavailable: ${b.reason}`}`);
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}

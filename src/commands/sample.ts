@@ -1,0 +1,48 @@
+/**
+ * `nf sample`: draws from a saved flow, CSV on stdout or a file.
+ */
+import { CsvWriter } from '../data/csv-writer.js';
+import { csvCell, formatFloat32 } from '../data/numbers.js';
+import { requestedBackend, startEngine } from '../engine.js';
+import { Model } from '../model.js';
+import { Rng, freshSeed } from '../rng.js';
+
+export interface SampleOptions {
+  model: string;
+  backend?: string;
+  num: number;
+  temperature: number;
+  output?: string;
+  header: boolean;
+  seed?: number;
+}
+
+const CHUNK = 8192;
+
+export async function sample(opts: SampleOptions): Promise<number> {
+  const backend = requestedBackend(opts.backend);
+  await startEngine(backend);
+  const model = await Model.load(opts.model);
+  const out = opts.output && opts.output !== '-' ? CsvWriter.toFile(opts.output) : CsvWriter.toStdout();
+  const rng = new Rng(opts.seed ?? freshSeed());
+  const D = model.dim;
+  try {
+    if (opts.header) await out.line(model.meta.columns.map(csvCell).join(','));
+    for (let done = 0; done < opts.num; done += CHUNK) {
+      const n = Math.min(CHUNK, opts.num - done);
+      const x = model.sample(n, opts.temperature, rng);
+      for (let i = 0; i < n; i++) {
+        let line = formatFloat32(x[i * D]);
+        for (let j = 1; j < D; j++) line += ',' + formatFloat32(x[i * D + j]);
+        await out.line(line);
+      }
+    }
+    await out.close();
+  } catch (err) {
+    await out.abort();
+    throw err;
+  } finally {
+    model.dispose();
+  }
+  return 0;
+}

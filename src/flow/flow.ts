@@ -1,0 +1,172 @@
+/**
+ * A whole flow: standardisation followed by coupling layers.
+ *
+ * Parameters are one flat Float32Array in JS (layout: spec.paramLayout); weight tensors
+ * are made from it on demand. Keeping the optimiser state in JS avoids dozens of tiny
+ * backend ops per step and the wasm backend's slow slicing of large tensors.
+ * Standardisation x0 = (x − mean) / std is a fixed affine map whose log-determinant,
+ * −Σ log std, is added so every density is in the data's original units.
+ */
+import { tf, type Scalar, type Tensor } from '../tf.js';
+import {
+  couplingBackward,
+  couplingForward,
+  couplingInverse,
+  type CouplingCache,
+  type CouplingConfig,
+  type CouplingWeights,
+} from './coupling.js';
+import { invertPermutation, isIdentity, paramCount, paramLayout, type FlowSpec, type ParamEntry } from './spec.js';
+
+const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
+
+export interface Standardization {
+  mean: number[];
+  std: number[];
+}
+
+export class Flow {
+  readonly spec: FlowSpec;
+  readonly standardization: Standardization;
+  readonly size: number;
+  /** Σ log std: standardised-space NLL + logStdSum = NLL in original units. */
+  readonly logStdSum: number;
+  private readonly cfg: CouplingConfig;
+  private readonly layout: ParamEntry[];
+  private readonly perms: { perm: Tensor | null; invPerm: Tensor | null }[];
+  private readonly mean: Tensor;
+  private readonly std: Tensor;
+
+  constructor(spec: FlowSpec, standardization: Standardization) {
+    this.spec = spec;
+    this.standardization = standardization;
+    this.cfg = { type: spec.type, dim: spec.dim, scaleBound: spec.scaleBound };
+    this.layout = paramLayout(spec);
+    this.size = paramCount(spec);
+    this.logStdSum = standardization.std.reduce((a, s) => a + Math.log(s), 0);
+    // Long-lived constants, made outside any tidy and released by dispose().
+    this.perms = spec.permutations.map((p) =>
+      isIdentity(p)
+        ? { perm: null, invPerm: null }
+        : { perm: tf.tensor1d(p, 'int32'), invPerm: tf.tensor1d(invertPermutation(p), 'int32') },
+    );
+    this.mean = tf.tensor1d(standardization.mean, 'float32');
+    this.std = tf.tensor1d(standardization.std, 'float32');
+  }
+
+  dispose(): void {
+    for (const p of this.perms) {
+      p.perm?.dispose();
+      p.invPerm?.dispose();
+    }
+    this.mean.dispose();
+    this.std.dispose();
+  }
+
+  /** Weight tensors for `params` (the caller disposes them, e.g. by tf.tidy or disposeWeights). */
+  makeWeights(params: Float32Array): CouplingWeights[] {
+    if (params.length !== this.size) throw new Error(`expected ${this.size} parameters, got ${params.length}`);
+    const out: CouplingWeights[] = [];
+    let offset = 0;
+    let e = 0;
+    for (let l = 0; l < this.spec.layers; l++) {
+      const kernels: Tensor[] = [];
+      const biases: Tensor[] = [];
+      for (let k = 0; k <= this.spec.hiddenLayers; k++) {
+        for (const target of [kernels, biases]) {
+          const entry = this.layout[e++];
+          target.push(tf.tensor(params.subarray(offset, offset + entry.size), entry.shape, 'float32'));
+          offset += entry.size;
+        }
+      }
+      out.push({ kernels, biases, ...this.perms[l] });
+    }
+    return out;
+  }
+
+  standardize(x: Tensor): Tensor {
+    return tf.div(tf.sub(x, this.mean), this.std);
+  }
+
+  /** Data → base in standardised space: z and Σ log|det| per row. */
+  toBase(x0: Tensor, weights: CouplingWeights[]): { z: Tensor; logDet: Tensor } {
+    let u = x0;
+    let logDet: Tensor = tf.zeros([x0.shape[0]]);
+    for (const w of weights) {
+      const r = couplingInverse(u, w, this.cfg);
+      u = r.out;
+      if (r.logDet) logDet = tf.add(logDet, r.logDet);
+    }
+    return { z: u, logDet };
+  }
+
+  /** Base → standardised data. */
+  fromBase(z: Tensor, weights: CouplingWeights[]): Tensor {
+    let u = z;
+    for (let l = weights.length - 1; l >= 0; l--) u = couplingForward(u, weights[l], this.cfg).out;
+    return u;
+  }
+
+  /** Log density (nats, original units) of each row of x. */
+  logProb(weights: CouplingWeights[], x: Tensor): Tensor {
+    return tf.tidy(() => {
+      const { z, logDet } = this.toBase(this.standardize(x), weights);
+      const logBase = tf.mul(tf.sum(tf.square(z), 1), -0.5);
+      return tf.sub(tf.add(logBase, logDet), this.spec.dim * HALF_LOG_2PI + this.logStdSum);
+    });
+  }
+
+  /** Maps base draws z to data space (original units). */
+  sample(weights: CouplingWeights[], z: Tensor): Tensor {
+    return tf.tidy(() => tf.add(tf.mul(this.fromBase(z, weights), this.std), this.mean));
+  }
+
+  /**
+   * Mean negative log-likelihood of a batch of standardised rows (standardised space,
+   * i.e. without the constant Σ log std) and its gradient w.r.t. the flat parameters.
+   */
+  lossAndGrad(weights: CouplingWeights[], x0: Tensor): { loss: Scalar; grad: Tensor } {
+    return tf.tidy(() => {
+      const B = x0.shape[0];
+      const caches: CouplingCache[] = [];
+      let u = x0;
+      let logDet: Tensor | null = null;
+      for (const w of weights) {
+        const r = couplingInverse(u, w, this.cfg);
+        caches.push(r.cache);
+        u = r.out;
+        if (r.logDet) logDet = logDet ? tf.add(logDet, r.logDet) : r.logDet;
+      }
+      const z = u;
+      let total = tf.mul(tf.sum(tf.square(z)), 0.5);
+      if (logDet) total = tf.sub(total, tf.sum(logDet));
+      const loss = tf.add(tf.div(total, B), this.spec.dim * HALF_LOG_2PI) as Scalar;
+
+      let g: Tensor = tf.div(z, B);
+      const grads: Tensor[] = new Array(this.layout.length);
+      const per = 2 * (this.spec.hiddenLayers + 1);
+      for (let l = weights.length - 1; l >= 0; l--) {
+        const r = couplingBackward(g, -1 / B, caches[l], weights[l], this.cfg, l > 0);
+        for (let k = 0; k < r.kernels.length; k++) {
+          grads[l * per + 2 * k] = tf.reshape(r.kernels[k], [-1]);
+          grads[l * per + 2 * k + 1] = r.biases[k];
+        }
+        if (r.input) g = r.input;
+      }
+      return { loss, grad: tf.concat(grads) };
+    });
+  }
+
+  /** Mean NLL in standardised space, without gradient (for validation). */
+  meanNll(weights: CouplingWeights[], x0: Tensor): Scalar {
+    return tf.tidy(() => {
+      const { z, logDet } = this.toBase(x0, weights);
+      const perRow = tf.sub(tf.mul(tf.sum(tf.square(z), 1), 0.5), logDet);
+      return tf.add(tf.mean(perRow), this.spec.dim * HALF_LOG_2PI) as Scalar;
+    });
+  }
+}
+
+export function disposeWeights(weights: CouplingWeights[]): void {
+  for (const w of weights) for (const t of [...w.kernels, ...w.biases]) t.dispose();
+}

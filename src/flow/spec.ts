@@ -1,0 +1,121 @@
+/**
+ * The flow's architecture as plain data: what a checkpoint stores and what the math needs.
+ * No tensors here.
+ *
+ * Direction convention (used everywhere in nf): `forward` maps base → data (sampling),
+ * `inverse` maps data → base (density evaluation and training). Log-determinants are
+ * always reported for the direction being computed.
+ */
+import { Rng } from '../rng.js';
+
+export const FLOW_TYPES = ['rnvp', 'nice'] as const;
+export type FlowType = (typeof FLOW_TYPES)[number];
+
+export interface FlowSpec {
+  type: FlowType;
+  /** Data dimension D. */
+  dim: number;
+  /** Number of coupling layers. */
+  layers: number;
+  /** Units per hidden layer of each coupling network. */
+  hidden: number;
+  /** Hidden layers per coupling network. */
+  hiddenLayers: number;
+  /** Bound c of the log-scale: s = c · tanh(raw / c). rnvp only. */
+  scaleBound: number;
+  /**
+   * Per coupling layer, the permutation applied to its input in the inverse (data → base)
+   * direction: v[:, j] = u[:, perm[j]]. The first floor(D/2) coordinates of v condition,
+   * the rest are transformed.
+   */
+  permutations: number[][];
+}
+
+export interface ParamEntry {
+  name: string;
+  shape: number[];
+  size: number;
+}
+
+export function splitSizes(dim: number): { cond: number; trans: number } {
+  const cond = Math.floor(dim / 2);
+  return { cond, trans: dim - cond };
+}
+
+/** Width of the coupling network's output: s and t for rnvp, t only for nice. */
+export function netOutputs(spec: Pick<FlowSpec, 'type' | 'dim'>): number {
+  const { trans } = splitSizes(spec.dim);
+  return spec.type === 'rnvp' ? 2 * trans : trans;
+}
+
+/** Names and shapes of every weight, in the order they sit in the flat parameter vector. */
+export function paramLayout(spec: FlowSpec): ParamEntry[] {
+  const { cond } = splitSizes(spec.dim);
+  const out: ParamEntry[] = [];
+  const push = (name: string, shape: number[]): void => {
+    out.push({ name, shape, size: shape.reduce((a, b) => a * b, 1) });
+  };
+  for (let l = 0; l < spec.layers; l++) {
+    let fanIn = cond;
+    for (let k = 0; k <= spec.hiddenLayers; k++) {
+      const units = k === spec.hiddenLayers ? netOutputs(spec) : spec.hidden;
+      push(`coupling${l}/dense${k}/kernel`, [fanIn, units]);
+      push(`coupling${l}/dense${k}/bias`, [units]);
+      fanIn = units;
+    }
+  }
+  return out;
+}
+
+export function paramCount(spec: FlowSpec): number {
+  return paramLayout(spec).reduce((a, e) => a + e.size, 0);
+}
+
+/**
+ * Permutations so that every coordinate is transformed: in 2-D the conditioning
+ * coordinate alternates; above 2-D even layers get a fixed random permutation and odd
+ * layers reverse, which moves every conditioning coordinate into the transformed half.
+ */
+export function makePermutations(dim: number, layers: number, rng: Rng): number[][] {
+  const identity = Array.from({ length: dim }, (_, i) => i);
+  const reverse = identity.slice().reverse();
+  const perms: number[][] = [];
+  for (let l = 0; l < layers; l++) {
+    if (dim <= 2) perms.push(l === 0 ? identity : reverse);
+    else if (l % 2 === 1) perms.push(reverse);
+    else perms.push(Array.from(rng.permutation(dim)));
+  }
+  return perms;
+}
+
+/**
+ * Initial parameters: uniform ±1/sqrt(fan_in) for hidden layers (PyTorch's default),
+ * and zero for the last layer of every coupling net so each coupling starts as the identity.
+ */
+export function initParams(spec: FlowSpec, rng: Rng): Float32Array {
+  const layout = paramLayout(spec);
+  const out = new Float32Array(paramCount(spec));
+  let offset = 0;
+  for (const e of layout) {
+    const isLast = e.name.includes(`/dense${spec.hiddenLayers}/`);
+    if (!isLast) {
+      const fanIn = e.name.endsWith('/kernel') ? e.shape[0] : layout[layout.indexOf(e) - 1].shape[0];
+      const bound = 1 / Math.sqrt(Math.max(1, fanIn));
+      for (let i = 0; i < e.size; i++) out[offset + i] = (2 * rng.uniform() - 1) * bound;
+    }
+    offset += e.size;
+  }
+  return out;
+}
+
+export function isIdentity(perm: readonly number[]): boolean {
+  return perm.every((v, i) => v === i);
+}
+
+export function invertPermutation(perm: readonly number[]): number[] {
+  const inv = new Array<number>(perm.length);
+  perm.forEach((p, i) => {
+    inv[p] = i;
+  });
+  return inv;
+}

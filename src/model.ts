@@ -1,0 +1,54 @@
+/**
+ * A trained flow ready for inference: checkpoint + weights on the current backend.
+ * Works on plain row-major Float32Arrays so commands never touch tensors.
+ */
+import { loadCheckpoint, type ModelMeta } from './checkpoint.js';
+import type { CouplingWeights } from './flow/coupling.js';
+import { disposeWeights, Flow } from './flow/flow.js';
+import { Rng } from './rng.js';
+import { tf } from './tf.js';
+
+export class Model {
+  private constructor(
+    readonly meta: ModelMeta,
+    readonly flow: Flow,
+    private readonly weights: CouplingWeights[],
+  ) {}
+
+  /** Loads and validates a checkpoint. Needs a started engine. */
+  static async load(dir: string): Promise<Model> {
+    const { meta, params } = await loadCheckpoint(dir);
+    return Model.fromParams(meta, params);
+  }
+
+  static fromParams(meta: ModelMeta, params: Float32Array): Model {
+    const flow = new Flow(meta.flow, meta.standardization);
+    return new Model(meta, flow, flow.makeWeights(params));
+  }
+
+  get dim(): number {
+    return this.meta.flow.dim;
+  }
+
+  /** Log density (nats, original units) of each of `rows` rows. */
+  logProb(data: Float32Array, rows: number): Float32Array {
+    const out = tf.tidy(() => this.flow.logProb(this.weights, tf.tensor2d(data, [rows, this.dim])));
+    const values = out.dataSync() as Float32Array;
+    out.dispose();
+    return values;
+  }
+
+  /** `rows` draws, base standard deviation scaled by `temperature`. */
+  sample(rows: number, temperature: number, rng: Rng): Float32Array {
+    const z = rng.normals(rows * this.dim, temperature);
+    const out = tf.tidy(() => this.flow.sample(this.weights, tf.tensor2d(z, [rows, this.dim])));
+    const values = out.dataSync() as Float32Array;
+    out.dispose();
+    return values;
+  }
+
+  dispose(): void {
+    disposeWeights(this.weights);
+    this.flow.dispose();
+  }
+}

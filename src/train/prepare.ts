@@ -1,0 +1,103 @@
+/**
+ * From a numeric table to training inputs: validation split, optional dequantisation,
+ * and standardisation with the training rows' statistics.
+ */
+import { UserError } from '../errors.js';
+import type { Standardization } from '../flow/flow.js';
+import type { Rng } from '../rng.js';
+import type { Table } from '../data/csv-reader.js';
+
+export const MIN_ROWS = 10;
+
+export interface Prepared {
+  train: Float32Array;
+  val: Float32Array;
+  trainRows: number;
+  valRows: number;
+  standardization: Standardization;
+  /** Columns that got uniform dequantisation noise. */
+  dequantized: string[];
+}
+
+export interface PrepareOptions {
+  valSplit: number;
+  dequantize: boolean;
+  rng: Rng;
+  warn: (message: string) => Promise<void> | void;
+}
+
+function integerColumns(data: Float32Array, rows: number, dim: number): boolean[] {
+  const out = new Array<boolean>(dim).fill(true);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < dim; j++) if (out[j] && !Number.isInteger(data[i * dim + j])) out[j] = false;
+  }
+  return out;
+}
+
+export async function prepareData(source: string, table: Table, opts: PrepareOptions): Promise<Prepared> {
+  const { rows, columns } = table;
+  const D = columns.length;
+  if (D < 2) {
+    throw new UserError(
+      `${source}: nf needs at least 2 numeric columns, got ${D}${D === 1 ? ` ('${columns[0]}')` : ''}: coupling flows transform one half of the columns conditioned on the other`,
+    );
+  }
+  if (rows < MIN_ROWS) throw new UserError(`${source}: ${rows} data row(s); nf needs at least ${MIN_ROWS} to fit and validate a flow`);
+  const data = table.data;
+
+  const ints = integerColumns(data, rows, D);
+  const intNames = columns.filter((_, j) => ints[j]);
+  const dequantized: string[] = [];
+  if (intNames.length > 0) {
+    if (opts.dequantize) {
+      // Uniform dequantisation: x + u, u ~ U[0,1). Log-likelihoods then bound the discrete ones from below.
+      for (let i = 0; i < rows; i++) for (let j = 0; j < D; j++) if (ints[j]) data[i * D + j] += opts.rng.uniform();
+      dequantized.push(...intNames);
+    } else {
+      await opts.warn(
+        `integer-valued column(s) ${intNames.map((c) => `'${c}'`).join(', ')}: a continuous density of discrete data is degenerate; consider --dequantize`,
+      );
+    }
+  }
+
+  // Shuffled split so a sorted file does not put one region only in validation.
+  const order = opts.rng.permutation(rows);
+  const valRows = Math.max(1, Math.round(rows * opts.valSplit));
+  const trainRows = rows - valRows;
+  if (trainRows < 2) throw new UserError(`${source}: --val-split ${opts.valSplit} leaves ${trainRows} training row(s)`);
+  const train = new Float32Array(trainRows * D);
+  const val = new Float32Array(valRows * D);
+  for (let r = 0; r < rows; r++) {
+    const src = order[r] * D;
+    const dst = r < trainRows ? train : val;
+    const at = (r < trainRows ? r : r - trainRows) * D;
+    for (let j = 0; j < D; j++) dst[at + j] = data[src + j];
+  }
+
+  // Mean and population std of the training rows, in float64.
+  const mean = new Array<number>(D).fill(0);
+  const m2 = new Array<number>(D).fill(0);
+  for (let i = 0; i < trainRows; i++) {
+    for (let j = 0; j < D; j++) {
+      const x = train[i * D + j];
+      const d = x - mean[j];
+      mean[j] += d / (i + 1);
+      m2[j] += d * (x - mean[j]);
+    }
+  }
+  const std = m2.map((v) => Math.sqrt(v / trainRows));
+  std.forEach((s, j) => {
+    if (!(s > 1e-12 * Math.max(1, Math.abs(mean[j])))) {
+      throw new UserError(
+        `${source}: column '${columns[j]}' is constant (${mean[j]}) in the training rows: a density over it is degenerate; leave it out with --columns`,
+      );
+    }
+  });
+  for (const arr of [train, val]) {
+    for (let i = 0; i < arr.length; i++) {
+      const j = i % D;
+      arr[i] = (arr[i] - mean[j]) / std[j];
+    }
+  }
+  return { train, val, trainRows, valRows, standardization: { mean, std }, dequantized };
+}

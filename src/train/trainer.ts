@@ -1,0 +1,209 @@
+/**
+ * Maximum-likelihood training: shuffled minibatches, Adam with warm-up, global-norm
+ * clipping, early stopping on validation NLL with the best weights kept, and recovery
+ * from non-finite losses. Knows nothing of files or terminals: it reports through
+ * callbacks and returns plain numbers.
+ */
+import { Rng } from '../rng.js';
+import { tf, type Tensor } from '../tf.js';
+import { UserError } from '../errors.js';
+import { disposeWeights, type Flow } from '../flow/flow.js';
+import { Adam, globalNorm } from './adam.js';
+
+export interface TrainConfig {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  patience: number;
+  clipNorm: number;
+  warmupSteps: number;
+  weightDecay: number;
+  seed: number;
+}
+
+export interface EpochReport {
+  epoch: number;
+  epochs: number;
+  /** Mean NLL per row in original units (nats). */
+  trainNll: number;
+  valNll: number;
+  bestValNll: number;
+  bestEpoch: number;
+  elapsedMs: number;
+  lr: number;
+}
+
+export type StopReason = 'patience' | 'epochs' | 'interrupted';
+
+export interface TrainResult {
+  params: Float32Array;
+  epochsRun: number;
+  bestEpoch: number;
+  /** Best validation NLL, original units (NaN if no epoch finished). */
+  bestValNll: number;
+  history: { epoch: number; trainNll: number; valNll: number }[];
+  stopReason: StopReason;
+  recoveries: number;
+  samplesPerSecond: number;
+}
+
+export interface TrainHooks {
+  onEpoch?: (r: EpochReport) => void;
+  onRecover?: (message: string) => void;
+  /** Polled between steps: return true to stop (e.g. after SIGINT). */
+  shouldStop?: () => boolean;
+}
+
+const MAX_RECOVERIES = 4;
+const EVAL_CHUNK = 8192;
+
+/** Yield to the event loop so signal handlers and spinners get to run. */
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function meanNll(flow: Flow, params: Float32Array, data: Tensor, rows: number): number {
+  const weights = flow.makeWeights(params);
+  let sum = 0;
+  try {
+    for (let start = 0; start < rows; start += EVAL_CHUNK) {
+      const n = Math.min(EVAL_CHUNK, rows - start);
+      const v = tf.tidy(() => flow.meanNll(weights, tf.slice(data, [start, 0], [n, -1])));
+      sum += v.dataSync()[0] * n;
+      v.dispose();
+    }
+  } finally {
+    disposeWeights(weights);
+  }
+  return sum / rows;
+}
+
+/**
+ * Trains `flow` from `init` on standardised rows (`train`, `val`: row-major, dim columns).
+ * Returns the best parameters by validation NLL.
+ */
+export async function train(
+  flow: Flow,
+  init: Float32Array,
+  trainRows: Float32Array,
+  valRows: Float32Array,
+  cfg: TrainConfig,
+  hooks: TrainHooks = {},
+): Promise<TrainResult> {
+  const D = flow.spec.dim;
+  const nTrain = trainRows.length / D;
+  const nVal = valRows.length / D;
+  const rng = new Rng(cfg.seed ^ 0x5bd1e995);
+  const trainT = tf.tensor2d(trainRows, [nTrain, D]);
+  const valT = tf.tensor2d(valRows, [nVal, D]);
+  const params = Float32Array.from(init);
+  const adam = new Adam(params, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: cfg.weightDecay });
+  const best = Float32Array.from(init);
+  const offset = flow.logStdSum; // standardised NLL + Σ log std = original-units NLL
+  const initial = meanNll(flow, params, valT, nVal);
+  let bestVal = initial;
+  let bestEpoch = 0;
+  let lrScale = 1;
+  let recoveries = 0;
+  let step = 0;
+  let stopReason: StopReason = 'epochs';
+  let epochsRun = 0;
+  let trainSamples = 0;
+  let trainMs = 0;
+  const history: TrainResult['history'] = [];
+  const started = Date.now();
+  const order = new Int32Array(nTrain);
+  const batchSize = Math.min(cfg.batchSize, nTrain);
+
+  try {
+    outer: for (let epoch = 1; epoch <= cfg.epochs; epoch++) {
+      rng.permutation(nTrain, order);
+      let sum = 0;
+      let count = 0;
+      let lastYield = Date.now();
+      const t0 = performance.now();
+      for (let start = 0; start < nTrain; start += batchSize) {
+        if (hooks.shouldStop?.()) {
+          stopReason = 'interrupted';
+          break outer;
+        }
+        const idx = order.subarray(start, Math.min(start + batchSize, nTrain));
+        const B = idx.length;
+        // One read per step: [loss, ...gradient].
+        const packed = tf.tidy(() => {
+          const xb = tf.gather(trainT, tf.tensor1d(idx, 'int32'));
+          const r = flow.lossAndGrad(flow.makeWeights(params), xb);
+          return tf.concat([tf.reshape(r.loss, [1]), r.grad]);
+        });
+        const values = packed.dataSync() as Float32Array;
+        packed.dispose();
+        const lossValue = values[0];
+        const grad = values.subarray(1);
+        const gradNorm = globalNorm(grad);
+        step += 1;
+        if (!Number.isFinite(lossValue) || !Number.isFinite(gradNorm)) {
+          recoveries += 1;
+          if (recoveries > MAX_RECOVERIES) {
+            throw new UserError(
+              `training diverged: the loss became non-finite ${recoveries} times even after lowering the learning rate (try a smaller --lr)`,
+            );
+          }
+          lrScale *= 0.5;
+          params.set(best);
+          adam.reset();
+          hooks.onRecover?.(
+            `non-finite loss at epoch ${epoch}: restored the best weights and lowered the learning rate to ${(cfg.lr * lrScale).toPrecision(3)}`,
+          );
+          continue;
+        }
+        const warm = cfg.warmupSteps > 0 ? Math.min(1, step / cfg.warmupSteps) : 1;
+        const lr = cfg.lr * lrScale * warm;
+        const clip = gradNorm > cfg.clipNorm ? cfg.clipNorm / gradNorm : 1;
+        adam.step(grad, lr, clip);
+        sum += lossValue * B;
+        count += B;
+        if (Date.now() - lastYield > 100) {
+          await yieldToLoop();
+          lastYield = Date.now();
+        }
+      }
+      trainMs += performance.now() - t0;
+      trainSamples += count;
+      const val = meanNll(flow, params, valT, nVal);
+      const trainNll = count > 0 ? sum / count + offset : Number.NaN;
+      epochsRun = epoch;
+      history.push({ epoch, trainNll, valNll: val + offset });
+      if (Number.isFinite(val) && val < bestVal) {
+        bestVal = val;
+        bestEpoch = epoch;
+        best.set(params);
+      }
+      hooks.onEpoch?.({
+        epoch,
+        epochs: cfg.epochs,
+        trainNll,
+        valNll: val + offset,
+        bestValNll: bestVal + offset,
+        bestEpoch,
+        elapsedMs: Date.now() - started,
+        lr: cfg.lr * lrScale,
+      });
+      if (epoch - bestEpoch >= cfg.patience) {
+        stopReason = 'patience';
+        break;
+      }
+      await yieldToLoop();
+    }
+    return {
+      params: best,
+      epochsRun,
+      bestEpoch,
+      bestValNll: epochsRun > 0 ? bestVal + offset : Number.NaN,
+      history,
+      stopReason,
+      recoveries,
+      samplesPerSecond: trainMs > 0 ? (trainSamples / trainMs) * 1000 : 0,
+    };
+  } finally {
+    trainT.dispose();
+    valT.dispose();
+  }
+}
