@@ -1,0 +1,87 @@
+// Checkpoints: atomic writes and refusal of every kind of damaged or hostile checkpoint.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { cpSync, readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, truncateSync } from 'node:fs';
+import { fixture, runNf, tempDir } from './helpers.js';
+
+const dir = tempDir('nf-ckpt-');
+const good = join(dir, 'good');
+
+before(async () => {
+  const r = await runNf(['fit', fixture('moons-train.csv'), '-m', good, '--epochs', '1', '--seed', '2', '-q']);
+  assert.equal(r.code, 0, r.stderr);
+});
+
+/** Copies the good checkpoint, applies `damage`, and checks `nf sample` refuses it cleanly. */
+async function refused(name, damage, pattern) {
+  const bad = join(dir, name);
+  cpSync(good, bad, { recursive: true });
+  damage(bad);
+  const r = await runNf(['sample', '-m', bad, '-n', '3']);
+  assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+  assert.equal(r.stdout, '', `${name}: nothing on stdout`);
+  assert.equal(r.stderr.trim().split('\n').length, 1, `${name}: one line: ${r.stderr}`);
+  assert.match(r.stderr, pattern, name);
+}
+
+const editJson = (f) => (d) => {
+  const p = join(d, 'model.json');
+  const m = JSON.parse(readFileSync(p, 'utf8'));
+  f(m);
+  writeFileSync(p, JSON.stringify(m));
+};
+
+test('missing directory', async () => {
+  const r = await runNf(['sample', '-m', join(dir, 'absent')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no model here/);
+});
+
+test('damaged checkpoints are refused with one clear line', async () => {
+  await refused('no-weights', (d) => writeFileSync(join(d, 'weights.bin'), '') || truncateSync(join(d, 'weights.bin'), 0), /bytes, expected/);
+  await refused('missing-weights', (d) => cpSync(join(d, 'model.json'), join(d, 'm.json')) || writeFileSync(join(d, 'weights.bin'), Buffer.alloc(0)), /bytes, expected/);
+  await refused('truncated', (d) => truncateSync(join(d, 'weights.bin'), 1000), /1000 bytes, expected/);
+  await refused('not-json', (d) => writeFileSync(join(d, 'model.json'), '{"format": "nf-flow", '), /not valid JSON/);
+  await refused('version', editJson((m) => (m.version = 99)), /version 99 is not supported/);
+  await refused('format', editJson((m) => (m.format = 'keras')), /not an nf checkpoint/);
+  await refused('shape', editJson((m) => (m.weightsManifest[0].weights[0].shape = [5, 5])), /weight 0 is .*\[5,5\], expected/);
+  await refused('dim', editJson((m) => (m.flow.dim = 3)), /column names for a 3-dimensional flow|permutation/);
+  await refused('traversal', editJson((m) => (m.weightsManifest[0].paths = ['../../etc/passwd'])), /not a plain file name inside the checkpoint/);
+  await refused('absolute', editJson((m) => (m.weightsManifest[0].paths = ['/etc/passwd'])), /not a plain file name/);
+  await refused('std-zero', editJson((m) => (m.standardization.std[0] = 0)), /standardization.std/);
+  await refused('nan-weights', (d) => {
+    const p = join(d, 'weights.bin');
+    const b = readFileSync(p);
+    b.writeFloatLE(Number.NaN, 40);
+    writeFileSync(p, b);
+  }, /not finite/);
+  await refused('dtype', editJson((m) => (m.weightsManifest[0].weights[3].dtype = 'int32')), /dtype "int32"/);
+  await refused('missing-file', (d) => writeFileSync(join(d, 'model.json'), readFileSync(join(d, 'model.json'), 'utf8').replace('"weights.bin"', '"other.bin"')), /missing weights file/);
+});
+
+test('fit refuses to overwrite a directory that is not a checkpoint, and leaves it alone', async () => {
+  const other = join(dir, 'precious');
+  mkdirSync(other);
+  writeFileSync(join(other, 'notes.txt'), 'keep me');
+  const r = await runNf(['fit', fixture('moons-train.csv'), '-m', other, '--epochs', '1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /not an nf checkpoint; refusing to overwrite/);
+  assert.deepEqual(readdirSync(other), ['notes.txt']);
+});
+
+test('a failed fit leaves the previous checkpoint intact and no temporary directories', async () => {
+  const keep = join(dir, 'keep');
+  cpSync(good, keep, { recursive: true });
+  const before = readFileSync(join(keep, 'weights.bin'));
+  const r = await runNf(['fit', '-m', keep, '--epochs', '1'], { input: 'a,b\n1,2\n3,x\n' });
+  assert.equal(r.code, 1);
+  assert.deepEqual(readFileSync(join(keep, 'weights.bin')), before);
+  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), []);
+  // A successful refit replaces it atomically: no leftovers either.
+  const ok = await runNf(['fit', fixture('moons-train.csv'), '-m', keep, '--epochs', '1', '-q']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.notDeepEqual(readFileSync(join(keep, 'weights.bin')), before);
+  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), []);
+  assert.ok(existsSync(join(keep, 'model.json')));
+});
