@@ -3,13 +3,13 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { cpSync, readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, truncateSync } from 'node:fs';
-import { fixture, runNf, tempDir } from './helpers.js';
+import { example, runNf, tempDir } from './helpers.js';
 
 const dir = tempDir('nf-ckpt-');
 const good = join(dir, 'good');
 
 before(async () => {
-  const r = await runNf(['fit', fixture('moons-train.csv'), '-m', good, '--epochs', '1', '--seed', '2', '-q']);
+  const r = await runNf(['fit', example('moons.csv'), '-m', good, '--epochs', '1', '--seed', '2', '-q']);
   assert.equal(r.code, 0, r.stderr);
 });
 
@@ -64,7 +64,7 @@ test('fit refuses to overwrite a directory that is not a checkpoint, and leaves 
   const other = join(dir, 'precious');
   mkdirSync(other);
   writeFileSync(join(other, 'notes.txt'), 'keep me');
-  const r = await runNf(['fit', fixture('moons-train.csv'), '-m', other, '--epochs', '1']);
+  const r = await runNf(['fit', example('moons.csv'), '-m', other, '--epochs', '1']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /not an nf checkpoint; refusing to overwrite/);
   assert.deepEqual(readdirSync(other), ['notes.txt']);
@@ -79,7 +79,7 @@ test('a failed fit leaves the previous checkpoint intact and no temporary direct
   assert.deepEqual(readFileSync(join(keep, 'weights.bin')), before);
   assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), []);
   // A successful refit replaces it atomically: no leftovers either.
-  const ok = await runNf(['fit', fixture('moons-train.csv'), '-m', keep, '--epochs', '1', '-q']);
+  const ok = await runNf(['fit', example('moons.csv'), '-m', keep, '--epochs', '1', '-q']);
   assert.equal(ok.code, 0, ok.stderr);
   assert.notDeepEqual(readFileSync(join(keep, 'weights.bin')), before);
   assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), []);

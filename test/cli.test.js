@@ -3,18 +3,18 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFileSync, existsSync } from 'node:fs';
-import { fixture, runNf, runShell, tempDir, parseCsv, mean } from './helpers.js';
+import { example, runNf, runShell, tempDir, parseCsv, mean } from './helpers.js';
 
 const dir = tempDir();
 const model = join(dir, 'model');
 
 before(async () => {
-  const r = await runNf(['fit', fixture('moons-train.csv'), '-m', model, '--epochs', '4', '--seed', '3', '--backend', 'wasm', '--json']);
+  const r = await runNf(['fit', example('moons.csv'), '-m', model, '--epochs', '4', '--seed', '3', '--backend', 'wasm', '--json']);
   assert.equal(r.code, 0, r.stderr);
 });
 
 test('fit --json prints one JSON object on stdout and a summary on stderr', async () => {
-  const r = await runNf(['fit', fixture('moons-train.csv'), '-m', join(dir, 'm2'), '--epochs', '2', '--seed', '1', '--json']);
+  const r = await runNf(['fit', example('moons.csv'), '-m', join(dir, 'm2'), '--epochs', '2', '--seed', '1', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const summary = JSON.parse(r.stdout);
   assert.equal(summary.epochs, 2);
@@ -64,13 +64,13 @@ test('fit && sample | logprob through a real pipe: clean stdout, one logprob per
 });
 
 test('save → load gives identical logprob on repeated runs, matching eval', async () => {
-  const a = await runNf(['logprob', fixture('moons-test.csv'), '-m', model]);
-  const b = await runNf(['logprob', '-m', model], { input: readFileSync(fixture('moons-test.csv')) });
+  const a = await runNf(['logprob', example('moons-test.csv'), '-m', model]);
+  const b = await runNf(['logprob', '-m', model], { input: readFileSync(example('moons-test.csv')) });
   assert.equal(a.code, 0, a.stderr);
   assert.equal(a.stdout, b.stdout, 'file and stdin give the same output');
   const lp = parseCsv(a.stdout).rows.map((r) => r[0]);
   assert.equal(lp.length, 1000);
-  const ev = await runNf(['eval', fixture('moons-test.csv'), '-m', model, '--json']);
+  const ev = await runNf(['eval', example('moons-test.csv'), '-m', model, '--json']);
   assert.equal(ev.code, 0, ev.stderr);
   const e = JSON.parse(ev.stdout);
   assert.equal(e.rows, 1000);
@@ -78,13 +78,13 @@ test('save → load gives identical logprob on repeated runs, matching eval', as
   assert.ok(Math.abs(e.natsPerDim - e.meanLogLik / 2) < 1e-9);
   assert.ok(Math.abs(e.bitsPerDim + e.meanLogLik / 2 / Math.LN2) < 1e-9);
   assert.ok(e.stderr > 0 && e.stderr < 0.1);
-  const csv = await runNf(['eval', fixture('moons-test.csv'), '-m', model]);
+  const csv = await runNf(['eval', example('moons-test.csv'), '-m', model]);
   assert.match(csv.stdout, /^rows,dim,mean_loglik,stderr,nats_per_dim,bits_per_dim\n1000,2,/);
 });
 
 test('the same checkpoint scores the same on the cpu backend as on wasm', async () => {
-  const a = await runNf(['eval', fixture('moons-test.csv'), '-m', model, '--json', '--backend', 'wasm']);
-  const b = await runNf(['eval', fixture('moons-test.csv'), '-m', model, '--json', '--backend', 'cpu']);
+  const a = await runNf(['eval', example('moons-test.csv'), '-m', model, '--json', '--backend', 'wasm']);
+  const b = await runNf(['eval', example('moons-test.csv'), '-m', model, '--json', '--backend', 'cpu']);
   assert.equal(b.code, 0, b.stderr);
   assert.ok(Math.abs(JSON.parse(a.stdout).meanLogLik - JSON.parse(b.stdout).meanLogLik) < 1e-4);
 });
@@ -130,7 +130,7 @@ test('NF_MODEL sets the default model directory; ./nf-model otherwise', async ()
   const r = await runNf(['sample', '-n', '2'], { env: { NF_MODEL: model } });
   assert.equal(r.code, 0, r.stderr);
   const cwd = tempDir();
-  const fitted = await runNf(['fit', fixture('moons-train.csv'), '--epochs', '1', '-q'], { cwd });
+  const fitted = await runNf(['fit', example('moons.csv'), '--epochs', '1', '-q'], { cwd });
   assert.equal(fitted.code, 0, fitted.stderr);
   assert.equal(fitted.stderr, '', '-q silences the summary');
   assert.ok(existsSync(join(cwd, 'nf-model', 'model.json')));
@@ -142,10 +142,10 @@ test('usage errors exit 2 with one line; user errors exit 1 with one line and no
   for (const args of [
     ['sample', '-m', model, '-n', '0'],
     ['sample', '-m', model, '-n', '-3'],
-    ['fit', fixture('moons-train.csv'), '--layers', '0'],
-    ['fit', fixture('moons-train.csv'), '--lr', '-1'],
-    ['fit', fixture('moons-train.csv'), '--val-split', '1.5'],
-    ['fit', fixture('moons-train.csv'), '--flow', 'maf'],
+    ['fit', example('moons.csv'), '--layers', '0'],
+    ['fit', example('moons.csv'), '--lr', '-1'],
+    ['fit', example('moons.csv'), '--val-split', '1.5'],
+    ['fit', example('moons.csv'), '--flow', 'maf'],
     ['sample', '-m', model, '--bogus'],
   ]) {
     const r = await runNf(args);
@@ -158,7 +158,7 @@ test('usage errors exit 2 with one line; user errors exit 1 with one line and no
   for (const args of [
     ['sample', '-m', join(dir, 'nope')],
     ['logprob', join(dir, 'missing.csv'), '-m', model],
-    ['eval', fixture('moons-test.csv'), '-m', join(dir, 'nope')],
+    ['eval', example('moons-test.csv'), '-m', join(dir, 'nope')],
   ]) {
     const r = await runNf(args);
     assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);

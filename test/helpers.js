@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const bin = join(root, 'bin', 'nf.js');
 export const fixture = (name) => join(root, 'test', 'fixtures', name);
+export const example = (name) => join(root, 'examples', name);
 export const tempDir = (prefix = 'nf-test-') => mkdtempSync(join(tmpdir(), prefix));
 
 /**

@@ -101,6 +101,7 @@ export async function fit(input: string | undefined, opts: FitOptions): Promise<
         patience: opts.patience,
         clipNorm: 5,
         warmupSteps: 100,
+        plateauEpochs: Number(process.env.NF_PLATEAU ?? 0),
         weightDecay: 0,
         seed,
       },

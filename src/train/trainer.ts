@@ -17,6 +17,8 @@ export interface TrainConfig {
   patience: number;
   clipNorm: number;
   warmupSteps: number;
+  /** Halve the learning rate after this many epochs without improvement (0: never). */
+  plateauEpochs: number;
   weightDecay: number;
   seed: number;
 }
@@ -102,6 +104,7 @@ export async function train(
   let bestVal = initial;
   let bestEpoch = 0;
   let lrScale = 1;
+  let lastDecay = 0;
   let recoveries = 0;
   let step = 0;
   let stopReason: StopReason = 'epochs';
@@ -189,6 +192,11 @@ export async function train(
       if (epoch - bestEpoch >= cfg.patience) {
         stopReason = 'patience';
         break;
+      }
+      // Reduce on plateau: a lower step size lets Adam settle into the optimum it circles.
+      if (cfg.plateauEpochs > 0 && epoch - Math.max(bestEpoch, lastDecay) >= cfg.plateauEpochs && lrScale > 1 / 64) {
+        lrScale *= 0.5;
+        lastDecay = epoch;
       }
       await yieldToLoop();
     }
