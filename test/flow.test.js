@@ -171,7 +171,9 @@ test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients re
       const x = tf.tensor2d(rng.normals(16 * dim), [16, dim]);
       const weights = flow.makeWeights(params);
       const flat = weights.flatMap((w) => w.kernels.flatMap((k, i) => [k, w.biases[i]]));
-      const { grad } = flow.lossAndGrad(weights, x);
+      const trainingWeights = flow.makeWeights(params, true);
+      const { grad } = flow.lossAndGrad(trainingWeights, x);
+      disposeWeights(trainingWeights);
       const auto = tf.grads((...ts) => {
         let i = 0;
         const ws = weights.map((w) => {

@@ -17,6 +17,8 @@ import { splitSizes, type FlowType } from './spec.js';
 
 export interface CouplingWeights {
   kernels: Tensor[];
+  /** Transposed kernels, for the backward pass (made in JS: cheaper than a transpose op). */
+  kernelsT?: Tensor[];
   biases: Tensor[];
   /** Gather indices for the input permutation, or null when it is the identity. */
   perm: Tensor | null;
@@ -54,6 +56,10 @@ function transposedProduct(a: Tensor, b: Tensor): Tensor {
   return a.shape[1]! > b.shape[1]!
     ? tf.transpose(tf.matMul(tf.transpose(b), a))
     : tf.matMul(tf.transpose(a), b);
+}
+
+function kernelT(w: CouplingWeights, k: number): Tensor {
+  return w.kernelsT ? w.kernelsT[k] : tf.transpose(w.kernels[k]);
 }
 
 /** Coupling network: ReLU MLP; returns the output and the inputs of every dense layer. */
@@ -168,10 +174,10 @@ export function couplingBackward(
     kernels[k] = transposedProduct(input, g);
     biases[k] = tf.reshape(tf.matMul(ones, g), [-1]);
     if (k === 0) {
-      if (cond > 0) gA = tf.matMul(g, tf.transpose(w.kernels[0]));
+      if (cond > 0) gA = tf.matMul(g, kernelT(w, 0));
     } else {
       // ReLU: pass the gradient where the activation (= this layer's input) was positive.
-      g = tf.mul(tf.matMul(g, tf.transpose(w.kernels[k])), tf.step(input));
+      g = tf.mul(tf.matMul(g, kernelT(w, k)), tf.step(input));
     }
   }
   let input: Tensor | null = null;

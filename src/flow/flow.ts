@@ -63,23 +63,30 @@ export class Flow {
     this.std.dispose();
   }
 
-  /** Weight tensors for `params` (the caller disposes them, e.g. by tf.tidy or disposeWeights). */
-  makeWeights(params: Float32Array): CouplingWeights[] {
+  /**
+   * Weight tensors for `params` (the caller disposes them, e.g. by tf.tidy or disposeWeights).
+   * `forTraining` also makes the transposed kernels the backward pass multiplies by.
+   */
+  makeWeights(params: Float32Array, forTraining = false): CouplingWeights[] {
     if (params.length !== this.size) throw new Error(`expected ${this.size} parameters, got ${params.length}`);
     const out: CouplingWeights[] = [];
     let offset = 0;
     let e = 0;
     for (let l = 0; l < this.spec.layers; l++) {
       const kernels: Tensor[] = [];
+      const kernelsT: Tensor[] = [];
       const biases: Tensor[] = [];
       for (let k = 0; k <= this.spec.hiddenLayers; k++) {
-        for (const target of [kernels, biases]) {
-          const entry = this.layout[e++];
-          target.push(tf.tensor(params.subarray(offset, offset + entry.size), entry.shape, 'float32'));
-          offset += entry.size;
-        }
+        const kernel = this.layout[e++];
+        const values = params.subarray(offset, offset + kernel.size);
+        kernels.push(tf.tensor(values, kernel.shape, 'float32'));
+        if (forTraining) kernelsT.push(tf.tensor(transpose(values, kernel.shape[0], kernel.shape[1]), [kernel.shape[1], kernel.shape[0]], 'float32'));
+        offset += kernel.size;
+        const bias = this.layout[e++];
+        biases.push(tf.tensor(params.subarray(offset, offset + bias.size), bias.shape, 'float32'));
+        offset += bias.size;
       }
-      out.push({ kernels, biases, ...this.perms[l] });
+      out.push({ kernels, biases, ...(forTraining ? { kernelsT } : {}), ...this.perms[l] });
     }
     return out;
   }
@@ -168,5 +175,12 @@ export class Flow {
 }
 
 export function disposeWeights(weights: CouplingWeights[]): void {
-  for (const w of weights) for (const t of [...w.kernels, ...w.biases]) t.dispose();
+  for (const w of weights) for (const t of [...w.kernels, ...w.biases, ...(w.kernelsT ?? [])]) t.dispose();
+}
+
+/** Row-major [rows, cols] → [cols, rows]. */
+function transpose(values: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
+  return out;
 }

@@ -133,7 +133,7 @@ export async function train(
         // One read per step: [loss, ...gradient].
         const packed = tf.tidy(() => {
           const xb = tf.gather(trainT, tf.tensor1d(idx, 'int32'));
-          const r = flow.lossAndGrad(flow.makeWeights(params), xb);
+          const r = flow.lossAndGrad(flow.makeWeights(params, true), xb);
           return tf.concat([tf.reshape(r.loss, [1]), r.grad]);
         });
         const values = packed.dataSync() as Float32Array;
