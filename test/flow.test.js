@@ -145,7 +145,7 @@ for (const backend of await testBackends()) {
     const data = rng.normals(300 * 3);
     const before = tf.memory().numTensors;
     const r = await train(flow, params, data.subarray(0, 240 * 3), data.subarray(240 * 3), {
-      epochs: 3, batchSize: 64, lr: 1e-3, patience: 5, clipNorm: 5, warmupSteps: 10, plateauEpochs: 2, weightDecay: 0, seed: 1,
+      epochs: 3, batchSize: 64, lr: 1e-3, patience: 5, clipNorm: 5, warmupSteps: 10, plateauEpochs: 2, weightDecay: 0, seed: 1, threads: 1, backend,
     });
     assert.equal(tf.memory().numTensors, before, 'training leaked tensors');
     const meta = { flow: spec, columns: ['a', 'b', 'c'], standardization: flow.standardization, training: {} };

@@ -1,7 +1,8 @@
 /**
  * `nf fit`: CSV rows → trained flow → checkpoint.
  */
-import { saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
+import { checkCheckpointTarget, saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
+import { UserError } from '../errors.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
@@ -10,6 +11,7 @@ import { prepareData } from '../train/prepare.js';
 import { Rng, freshSeed } from '../rng.js';
 import { formatDuration, note, startProgress, warn } from '../terminal.js';
 import { train, type TrainResult } from '../train/trainer.js';
+import { defaultThreads } from '../train/gradients.js';
 
 export interface FitOptions {
   model: string;
@@ -31,21 +33,47 @@ export interface FitOptions {
   dequantize?: boolean;
 }
 
-/** Signals stop training gracefully the first time and end the process the second. */
-function watchSignals(): { stopped: () => NodeJS.Signals | null; release: () => void } {
+type Phase = 'prepare' | 'train' | 'save';
+
+const exitCodeFor = (sig: NodeJS.Signals): number => (sig === 'SIGINT' ? 130 : 143);
+
+/**
+ * SIGINT / SIGTERM during `fit`. Before training: stop at once (nothing has been written).
+ * During training: the first signal stops after the current step (the caller then saves
+ * the best weights if an epoch finished), a second one exits at once. While the checkpoint
+ * is being written, signals wait until it is complete, so it is never left half-swapped.
+ * These lines are printed even with -q: they say what happened to the user's model.
+ */
+function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; enter: (p: Phase) => void; release: () => void } {
+  let phase: Phase = 'prepare';
   let got: NodeJS.Signals | null = null;
+  const say = (text: string): void => {
+    process.stderr.write(`nf: ${text}\n`);
+  };
   const handler = (sig: NodeJS.Signals): void => {
+    if (phase === 'prepare') {
+      say(`${sig} before training started: nothing saved; any previous checkpoint at ${model} is unchanged`);
+      process.exit(exitCodeFor(sig));
+    }
+    if (phase === 'save') {
+      if (!got) say(`${sig}: finishing writing the checkpoint first`);
+      got ??= sig;
+      return;
+    }
     if (got) {
-      process.stderr.write(`\nnf: ${sig} again: stopping now; nothing saved, any previous checkpoint is unchanged\n`);
-      process.exit(sig === 'SIGINT' ? 130 : 143);
+      say(`${sig} again: stopping now; nothing saved, any previous checkpoint at ${model} is unchanged`);
+      process.exit(exitCodeFor(sig));
     }
     got = sig;
-    process.stderr.write(`\nnf: ${sig}: finishing the current step (press again to abort without saving)\n`);
+    say(`${sig}: stopping after the current step to save the best weights so far (press again to abort without saving)`);
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
   return {
     stopped: () => got,
+    enter: (p) => {
+      phase = p;
+    },
     release: () => {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
@@ -54,9 +82,20 @@ function watchSignals(): { stopped: () => NodeJS.Signals | null; release: () => 
 }
 
 export async function fit(input: string | undefined, opts: FitOptions): Promise<number> {
+  const signals = watchSignals(opts.model);
+  try {
+    return await fitWatched(input, opts, signals);
+  } finally {
+    signals.release();
+  }
+}
+
+async function fitWatched(input: string | undefined, opts: FitOptions, signals: ReturnType<typeof watchSignals>): Promise<number> {
   const started = Date.now();
   const backendWanted = requestedBackend(opts.backend);
   await checkReadable(input);
+  // Fail now, not after training, if the checkpoint cannot be written there.
+  await checkCheckpointTarget(opts.model);
   const src = openSource(input);
   const table = await readTable(src, { header: opts.header, columns: opts.columns, dropInvalid: Boolean(opts.dropInvalid) });
   if (table.stats.dropped > 0) {
@@ -86,7 +125,7 @@ export async function fit(input: string | undefined, opts: FitOptions): Promise<
   // Small data sets get smaller batches so an epoch still has several steps.
   const batchSize = opts.batchSize ?? Math.max(32, Math.min(512, Math.ceil(data.trainRows / 8)));
   const progress = await startProgress(`fitting ${spec.type} on ${data.trainRows} rows (${engine.backend})`);
-  const signals = watchSignals();
+  signals.enter('train');
   let result: TrainResult;
   try {
     result = await train(
@@ -104,6 +143,8 @@ export async function fit(input: string | undefined, opts: FitOptions): Promise<
         plateauEpochs: Number(process.env.NF_PLATEAU ?? 0),
         weightDecay: 0,
         seed,
+        threads: defaultThreads(engine.backend),
+        backend: engine.backend,
       },
       {
         shouldStop: () => signals.stopped() !== null,
@@ -118,17 +159,21 @@ export async function fit(input: string | undefined, opts: FitOptions): Promise<
         },
       },
     );
+  } catch (err) {
+    // e.g. "training diverged": say that nothing was written.
+    if (err instanceof UserError) throw new UserError(`${err.message}; nothing saved (any previous checkpoint at ${opts.model} is unchanged)`, err.exitCode);
+    throw err;
   } finally {
     progress.stop();
-    signals.release();
     flow.dispose();
   }
 
   const interrupted = signals.stopped();
   if (interrupted && result.epochsRun === 0) {
-    note(`${interrupted} before the first epoch finished: nothing saved; any previous checkpoint at ${opts.model} is unchanged`);
-    return interrupted === 'SIGINT' ? 130 : 143;
+    process.stderr.write(`nf: ${interrupted} before the first epoch finished: nothing saved; any previous checkpoint at ${opts.model} is unchanged\n`);
+    return exitCodeFor(interrupted);
   }
+  signals.enter('save');
   const seconds = (Date.now() - started) / 1000;
   const training: TrainingSummary = {
     epochs: result.epochsRun,
@@ -189,12 +234,15 @@ export async function fit(input: string | undefined, opts: FitOptions): Promise<
     : result.stopReason === 'patience'
       ? `stopped early (no improvement for ${opts.patience} epochs)`
       : `reached --epochs ${opts.epochs}`;
-  note(
+  const saved =
     `saved ${opts.model}: ${spec.type} ${spec.layers}×${spec.hidden} on ${D} columns, ${data.trainRows} train / ${data.valRows} val rows; ` +
-      `${result.epochsRun} epochs, ${why}; best val log-lik ${(-result.bestValNll).toFixed(4)} nats/row (epoch ${result.bestEpoch}); ` +
-      `${formatDuration(seconds * 1000)} on ${engine.backend}`,
-  );
-  if (interrupted) return interrupted === 'SIGINT' ? 130 : 143;
+    `${result.epochsRun} epochs, ${why}; best val log-lik ${(-result.bestValNll).toFixed(4)} nats/row (epoch ${result.bestEpoch}); ` +
+    `${formatDuration(seconds * 1000)} on ${engine.backend}`;
+  // After an interruption this line is the answer to "what happened to my model?": shown even with -q.
+  if (interrupted) process.stderr.write(`nf: ${saved}\n`);
+  else note(saved);
+  const late = signals.stopped();
+  if (late) return exitCodeFor(late);
   if (data.trainRows < 200) {
     // Deliberately after the summary: it is advice about the result.
     await warn(`only ${data.trainRows} training rows: flows overfit small data; compare the val log-lik with a simpler model`);

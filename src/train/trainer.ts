@@ -9,6 +9,8 @@ import { tf, type Tensor } from '../tf.js';
 import { UserError } from '../errors.js';
 import { disposeWeights, type Flow } from '../flow/flow.js';
 import { Adam, globalNorm } from './adam.js';
+import type { BackendName } from '../engine.js';
+import { LocalGradients, ParallelGradients, type GradientComputer } from './gradients.js';
 
 export interface TrainConfig {
   epochs: number;
@@ -21,6 +23,9 @@ export interface TrainConfig {
   plateauEpochs: number;
   weightDecay: number;
   seed: number;
+  /** Threads computing each batch (1: this thread only). Needs `backend` for the workers. */
+  threads: number;
+  backend: BackendName;
 }
 
 export interface EpochReport {
@@ -96,7 +101,9 @@ export async function train(
   const rng = new Rng(cfg.seed ^ 0x5bd1e995);
   const trainT = tf.tensor2d(trainRows, [nTrain, D]);
   const valT = tf.tensor2d(valRows, [nVal, D]);
-  const params = Float32Array.from(init);
+  // Shared memory so gradient workers read the current parameters without copies.
+  const params = new Float32Array(new SharedArrayBuffer(init.length * 4));
+  params.set(init);
   const adam = new Adam(params, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: cfg.weightDecay });
   const best = Float32Array.from(init);
   const offset = flow.logStdSum; // standardised NLL + Σ log std = original-units NLL
@@ -115,6 +122,16 @@ export async function train(
   const started = Date.now();
   const order = new Int32Array(nTrain);
   const batchSize = Math.min(cfg.batchSize, nTrain);
+  // Splitting a batch only pays when each share is still a sizeable matrix product.
+  const threads = batchSize >= 128 * cfg.threads ? cfg.threads : Math.max(1, Math.floor(batchSize / 128));
+  let gradients: GradientComputer = new LocalGradients(flow, trainT);
+  if (threads > 1) {
+    try {
+      gradients = await ParallelGradients.start(flow, trainT, trainRows, params, cfg.backend, threads - 1);
+    } catch (err) {
+      hooks.onRecover?.(`could not start ${threads - 1} training worker(s), using one thread: ${(err as Error).message}`);
+    }
+  }
 
   try {
     outer: for (let epoch = 1; epoch <= cfg.epochs; epoch++) {
@@ -130,16 +147,7 @@ export async function train(
         }
         const idx = order.subarray(start, Math.min(start + batchSize, nTrain));
         const B = idx.length;
-        // One read per step: [loss, ...gradient].
-        const packed = tf.tidy(() => {
-          const xb = tf.gather(trainT, tf.tensor1d(idx, 'int32'));
-          const r = flow.lossAndGrad(flow.makeWeights(params, true), xb);
-          return tf.concat([tf.reshape(r.loss, [1]), r.grad]);
-        });
-        const values = packed.dataSync() as Float32Array;
-        packed.dispose();
-        const lossValue = values[0];
-        const grad = values.subarray(1);
+        const { loss: lossValue, grad } = await gradients.compute(params, idx);
         const gradNorm = globalNorm(grad);
         step += 1;
         if (!Number.isFinite(lossValue) || !Number.isFinite(gradNorm)) {
@@ -211,6 +219,7 @@ export async function train(
       samplesPerSecond: trainMs > 0 ? (trainSamples / trainMs) * 1000 : 0,
     };
   } finally {
+    await gradients.close();
     trainT.dispose();
     valT.dispose();
   }
