@@ -5,9 +5,9 @@
  * checkpoint is ever executed.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
-import { UserError } from './errors.js';
+import { ioMessage, UserError } from './errors.js';
 import { FLOW_TYPES, paramLayout, type FlowSpec } from './flow/spec.js';
 import type { Standardization } from './flow/flow.js';
 
@@ -83,16 +83,52 @@ async function writeDurably(path: string, data: string | Buffer): Promise<void> 
   }
 }
 
-function ioMessage(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  const known: Record<string, string> = {
-    ENOSPC: 'no space left on device',
-    EACCES: 'permission denied',
-    EROFS: 'read-only file system',
-    ENOTDIR: 'a parent is not a directory',
-    EDQUOT: 'disk quota exceeded',
-  };
-  return (e.code && known[e.code]) ?? e.message ?? String(err);
+
+/** The nearest existing ancestor of `path` (which does not exist itself). */
+async function nearestExisting(path: string): Promise<{ path: string; isDirectory: boolean }> {
+  let p = dirname(path);
+  for (;;) {
+    const s = await stat(p).catch(() => null);
+    if (s) return { path: p, isDirectory: s.isDirectory() };
+    const up = dirname(p);
+    if (up === p) return { path: p, isDirectory: true };
+    p = up;
+  }
+}
+
+/**
+ * Checks that a checkpoint can be written at `dir` without writing anything there:
+ * `fit` calls this before training so a bad path fails in seconds, not after an hour.
+ * Returns whether a checkpoint (or an empty directory) exists there already.
+ */
+export async function checkCheckpointTarget(dir: string): Promise<boolean> {
+  const target = resolve(dir);
+  let existing: Awaited<ReturnType<typeof stat>> | null = null;
+  try {
+    existing = await stat(target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new UserError(`${dir}: cannot write a checkpoint there: ${ioMessage(err)}`);
+  }
+  if (existing) {
+    if (!existing.isDirectory()) throw new UserError(`${dir}: exists and is not a directory; choose another --model path`);
+    const entries = await readdir(target).catch((err: unknown) => {
+      throw new UserError(`${dir}: cannot write a checkpoint there: ${ioMessage(err)}`);
+    });
+    if (entries.length > 0 && !entries.includes('model.json')) {
+      throw new UserError(`${dir}: exists and is not an nf checkpoint; refusing to overwrite it (choose another --model path)`);
+    }
+  }
+  // Where the temporary directory will go: the parent, or the nearest ancestor that exists.
+  const base = existing ? { path: dirname(target), isDirectory: true } : await nearestExisting(target);
+  if (!base.isDirectory) throw new UserError(`${dir}: cannot write a checkpoint there: ${base.path} is a file, not a directory`);
+  try {
+    const probe = await mkdtemp(join(base.path, '.nf-write-check-'));
+    await rm(probe, { recursive: true, force: true });
+  } catch (err) {
+    throw new UserError(`${dir}: cannot write a checkpoint there: cannot create files in ${base.path} (${ioMessage(err)})`);
+  }
+  return existing !== null;
 }
 
 /**
@@ -101,17 +137,13 @@ function ioMessage(err: unknown): string {
  */
 export async function saveCheckpoint(dir: string, meta: Omit<ModelMeta, 'weightsManifest' | 'format' | 'version'>, params: Float32Array): Promise<void> {
   for (let i = 0; i < params.length; i++) {
-    if (!Number.isFinite(params[i])) throw new Error('refusing to save non-finite weights');
-  }
-  const target = resolve(dir);
-  const existing = await stat(target).catch(() => null);
-  if (existing) {
-    if (!existing.isDirectory()) throw new UserError(`${dir}: exists and is not a directory; choose another --model path`);
-    const entries = await readdir(target);
-    if (entries.length > 0 && !entries.includes('model.json')) {
-      throw new UserError(`${dir}: exists and is not an nf checkpoint; refusing to overwrite it (choose another --model path)`);
+    if (!Number.isFinite(params[i])) {
+      throw new UserError(`training diverged: weight ${i} is not finite; nothing saved (any previous checkpoint at ${dir} is unchanged)`);
     }
   }
+  const existing = await checkCheckpointTarget(dir);
+  // Through a symbolic link, replace the directory it points to, not the link.
+  const target = existing ? await realpath(dir) : resolve(dir);
   const parent = dirname(target);
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const tmp = join(parent, `.${basename(target)}.tmp-${tag}`);
@@ -191,6 +223,8 @@ function validateMeta(raw: Json): ModelMeta {
   const flow = validateSpec(m.flow);
   const columns = arr(m.columns, 'columns').map((c, i) => str(c, `columns[${i}]`));
   if (columns.length !== flow.dim) throw new Invalid(`${columns.length} column names for a ${flow.dim}-dimensional flow`);
+  const dup = columns.find((c, i) => columns.indexOf(c) !== i);
+  if (dup !== undefined) throw new Invalid(`column name ${JSON.stringify(dup)} appears twice`);
   const st = obj(m.standardization, 'standardization');
   const mean = arr(st.mean, 'standardization.mean').map((x) => num(x, 'standardization.mean'));
   const std = arr(st.std, 'standardization.std').map((x) => num(x, 'standardization.std', (n) => Number.isFinite(n) && n > 0));
@@ -272,7 +306,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
         throw new UserError(`${join(dir, 'model.json')}: ${(err as Error).message}`);
       }
       const b = await readFile(path).catch((err: NodeJS.ErrnoException) => {
-        throw new UserError(`${path}: ${err.code === 'ENOENT' ? 'missing weights file' : `cannot read: ${err.message}`}`);
+        throw new UserError(`${path}: ${err.code === 'ENOENT' ? 'missing weights file' : `cannot read: ${ioMessage(err)}`}`);
       });
       bytes.push(b);
     }

@@ -54,10 +54,13 @@ export function buildProgram(run: (code: number) => void): Command {
   const program = new Command('nf')
     .description('Density estimation with normalizing flows (RealNVP / NICE) for CSV data')
     .version('0.1.0', '-V, --version')
-    .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', HELP_FOOTER)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      // Usage errors are one line, like every other failure.
+      outputError: (s, write) => write(`nf: ${s.trim().replace(/\s*\n\s*/g, ' ')} (see --help)\n`),
+    });
 
   const fitCmd = common(program.command('fit'), { json: true })
     .summary('train a flow on CSV rows by maximum likelihood, save a checkpoint')
@@ -66,7 +69,7 @@ export function buildProgram(run: (code: number) => void): Command {
     .option('--no-header', 'the first row is data (default: detect a header)')
     .option('--columns <list>', 'columns to model: names or 1-based indices, comma-separated', columnList)
     .addOption(new Option('--flow <type>', 'rnvp (affine coupling) or nice (additive)').default('rnvp').argParser(choice(['rnvp', 'nice'] as const)))
-    .option('--layers <n>', 'coupling layers', integer(1, 1000), 8)
+    .option('--layers <n>', 'coupling layers (default: 8 for 2 columns, 12 for more)', integer(1, 1000))
     .option('--hidden <n>', 'units per hidden layer of each coupling network', integer(1, 4096), 64)
     .option('--epochs <n>', 'maximum number of epochs', integer(1), 200)
     .option('--batch-size <n>', 'rows per optimiser step (default: 512, less for small data)', integer(1))
@@ -76,8 +79,29 @@ export function buildProgram(run: (code: number) => void): Command {
     .option('--seed <int>', 'random seed (initialisation, split, shuffling)', seed)
     .option('--drop-invalid', 'skip rows with missing or non-finite values (default: refuse them)')
     .option('--dequantize', 'add U[0,1) noise to integer-valued columns')
-    .action(async (data: string | undefined, raw: Common, cmd: Command) => {
-      needsInput(cmd, data);
+    .option('--target <module>', 'fit by reverse KL to the unnormalised density in this ES module instead of data (runs its code; see below)')
+    .option('--steps <n>', `optimiser steps for --target fits (default 2000; --epochs N means N×100 steps)`, integer(1))
+    .addHelpText(
+      'after',
+      `
+Reverse-KL fits (--target): the module must export
+  dim                      number of columns (≥ 2)
+  columns                  optional column names (default x1..xD)
+  logProb(x, tf)           x: [batch, dim] tensor, tf: nf's TensorFlow.js namespace
+                           (build with tf ops so gradients flow); returns [batch]
+                           unnormalised log densities
+Importing the module RUNS ITS CODE, as any script you run would; only use modules you
+trust. (Checkpoints never contain code.) The summary reports an importance-sampling
+estimate of log Z with its standard error and the effective sample size (--json: logZ,
+logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mjs.`,
+    )
+    .action(async (data: string | undefined, raw: Common & { target?: string; steps?: number; epochs?: number }, cmd: Command) => {
+      if (raw.target !== undefined) {
+        if (data !== undefined) throw new UserError('fit: give either a data file or --target, not both', 2);
+        if (raw.steps === undefined && cmd.getOptionValueSource('epochs') === 'cli' && raw.epochs !== undefined) raw.steps = raw.epochs * 100;
+      } else {
+        needsInput(cmd, data);
+      }
       const { fit } = await import('./commands/fit.js');
       run(await fit(data, prepare(raw as Parameters<typeof fit>[1] & Common)));
     });
@@ -105,7 +129,7 @@ export function buildProgram(run: (code: number) => void): Command {
     .argument('[points]', "CSV file, or '-' / omitted for stdin")
     .option('--no-header', 'the first row is data (default: detect a header)')
     .option('--append', 'write the input columns followed by logprob')
-    .option('--drop-invalid', 'skip rows with missing or non-finite values (default: refuse them)')
+    .option('--drop-invalid', 'rows with missing or non-finite values get an empty logprob, keeping one output row per input row (default: refuse them)')
     .action(async (input: string | undefined, raw: Common, cmd: Command) => {
       needsInput(cmd, input);
       const { logprob } = await import('./commands/score.js');
@@ -117,11 +141,53 @@ export function buildProgram(run: (code: number) => void): Command {
     .description('Mean log-likelihood of the rows under a saved flow, with its standard error, as CSV (or JSON with --json).')
     .argument('<test>', "CSV file, or '-' for stdin")
     .option('--no-header', 'the first row is data (default: detect a header)')
-    .option('--drop-invalid', 'skip rows with missing or non-finite values (default: refuse them)')
+    .option('--drop-invalid', 'leave out rows with missing or non-finite values and count them (default: refuse them)')
     .action(async (input: string, raw: Common, cmd: Command) => {
       needsInput(cmd, input);
       const { evaluate } = await import('./commands/score.js');
       run(await evaluate(input, prepare(raw as Parameters<typeof evaluate>[1] & Common)));
+    });
+
+  common(program.command('impute'))
+    .summary('fill missing cells with draws from the conditional density, CSV on stdout')
+    .description(
+      'Fill missing cells (empty, NA, NaN) in the model\'s columns with draws from p(missing | observed) under a saved flow ' +
+        '(importance-resampled starts, then adaptive random-walk Metropolis on the missing cells). Observed cells are never ' +
+        'changed, rows without gaps pass through, input order and columns are kept.',
+    )
+    .argument('[rows]', "CSV file, or '-' / omitted for stdin")
+    .option('-k, --draws <n>', 'k draws per row: k consecutive output rows with a final "draw" column 1..k', integer(1, 100000))
+    .option('--mean', 'one row per input row holding the posterior mean (average over the chains of -k draws; default k 100)')
+    .option('--burn-in <n>', 'Metropolis sweeps of adaptation before draws are kept', integer(0, 1000000), 100)
+    .option('--thin <n>', 'sweeps between the kept draws of one chain', integer(1, 100000), 5)
+    .option('-o, --output <file>', 'write to a file instead of stdout')
+    .option('--no-header', 'the first row is data (default: detect a header)')
+    .option('--seed <int>', 'random seed', seed)
+    .action(async (input: string | undefined, raw: Common, cmd: Command) => {
+      needsInput(cmd, input);
+      const { impute } = await import('./commands/impute.js');
+      run(await impute(input, prepare(raw as Parameters<typeof impute>[1] & Common)));
+    });
+
+  common(program.command('plot'))
+    .summary('draw what a saved flow learned, as PNG or SVG')
+    .description(
+      'Two columns: the model density as a heatmap, with data rows (--data) or model draws on top. ' +
+        'More columns: a pair plot of model draws against data rows, with per-column histograms. --curve adds the training curve.',
+    )
+    .requiredOption('-o, --output <file>', "image file: .png or .svg ('-' for stdout with --format)")
+    .addOption(new Option('--format <fmt>', 'png or svg (default: from the file name)').argParser(choice(['png', 'svg'] as const)))
+    .option('--data <csv>', 'data rows to draw (columns matched to the model by header name)')
+    .option('--no-header', 'the --data file has no header row')
+    .option('--columns <list>', 'columns for the pair plot: names or 1-based indices, comma-separated', columnList)
+    .option('-n, --points <n>', 'points drawn per source (default: 1000 for two columns, fewer for many)', integer(1, 200000))
+    .option('--width <px>', 'image width in pixels', integer(100, 10000))
+    .option('--height <px>', 'image height in pixels', integer(100, 10000))
+    .option('--curve', 'add the training curve (train and validation NLL per epoch)')
+    .option('--seed <int>', 'random seed (model draws, subsampling)', seed)
+    .action(async (raw: Common) => {
+      const { plot } = await import('./commands/plot.js');
+      run(await plot(prepare(raw as Parameters<typeof plot>[0] & Common)));
     });
 
   common(program.command('info'), { json: true, backend: false })

@@ -105,6 +105,15 @@ export async function probeBackends(): Promise<{ backend: BackendName; ok: boole
   return out;
 }
 
+/**
+ * Registers a gradient for every TensorFlow.js op (tfjs-core alone registers none). Only
+ * reverse-KL fits need it, since gradients must flow through the user's own ops; nf's data
+ * fits use a hand-written backward pass. Call after startEngine.
+ */
+export function registerAllGradients(): void {
+  require('@tensorflow/tfjs-layers');
+}
+
 /** Backend from the command line, else $NF_BACKEND, else automatic. */
 export function requestedBackend(option: string | undefined): BackendName | undefined {
   const value = option ?? process.env.NF_BACKEND;

@@ -18,3 +18,23 @@ export class UsageError extends UserError {
     this.name = 'UsageError';
   }
 }
+
+/** A short, human description of a file-system error (no temporary paths, no syscall names). */
+export function ioMessage(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const known: Record<string, string> = {
+    ENOSPC: 'no space left on device',
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    EROFS: 'read-only file system',
+    ENOTDIR: 'a parent is not a directory',
+    ENOENT: 'no such file or directory',
+    EISDIR: 'is a directory',
+    EEXIST: 'a file is in the way',
+    EDQUOT: 'disk quota exceeded',
+    EMFILE: 'too many open files',
+    EFBIG: 'file too large',
+    EIO: 'input/output error',
+  };
+  return (e?.code && known[e.code]) ?? e?.message ?? String(err);
+}

@@ -2,7 +2,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { cpSync, readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, truncateSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, truncateSync, rmSync, symlinkSync, lstatSync } from 'node:fs';
 import { example, runNf, tempDir } from './helpers.js';
 
 const dir = tempDir('nf-ckpt-');
@@ -84,4 +84,60 @@ test('a failed fit leaves the previous checkpoint intact and no temporary direct
   assert.notDeepEqual(readFileSync(join(keep, 'weights.bin')), before);
   assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), []);
   assert.ok(existsSync(join(keep, 'model.json')));
+});
+
+test('more damage: JSON that is not an object, duplicate columns, extra bytes, a file or directory in the wrong place', async () => {
+  await refused('array', (d) => writeFileSync(join(d, 'model.json'), '[1, 2, 3]'), /model\.json: model\.json must be an object/);
+  await refused('null', (d) => writeFileSync(join(d, 'model.json'), 'null'), /model\.json must be an object/);
+  await refused('dup-columns', editJson((m) => (m.columns = ['x1', 'x1'])), /column name "x1" appears twice/);
+  await refused('long-weights', (d) => writeFileSync(join(d, 'weights.bin'), Buffer.concat([readFileSync(join(d, 'weights.bin')), Buffer.alloc(8)])), /bytes, expected .* \(truncated or mismatched\)/);
+  await refused('weights-dir', (d) => rmSync(join(d, 'weights.bin')) || mkdirSync(join(d, 'weights.bin')), /weights\.bin: cannot read/);
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'x');
+  const r = await runNf(['sample', '-m', file]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^nf: error: .*a-file: not a checkpoint directory\n$/);
+});
+
+test('unknown extra fields in model.json are fine', async () => {
+  const extra = join(dir, 'extra');
+  cpSync(good, extra, { recursive: true });
+  editJson((m) => {
+    m.comment = 'added by hand';
+    m.flow.note = { nested: [1, 2] };
+    m.training.extra = true;
+  })(extra);
+  const r = await runNf(['sample', '-m', extra, '-n', '3', '--seed', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim().split('\n').length, 4);
+});
+
+test('non-finite weights are never saved: refused with "training diverged", nothing written', async () => {
+  const { saveCheckpoint, loadCheckpoint } = await import('../dist/checkpoint.js');
+  const { meta, params } = await loadCheckpoint(good);
+  const target = join(dir, 'never');
+  const bad = Float32Array.from(params);
+  bad[7] = Number.NaN;
+  await assert.rejects(saveCheckpoint(target, meta, bad), (e) => e.name === 'UserError' && /training diverged: weight 7 is not finite; nothing saved/.test(e.message));
+  assert.ok(!existsSync(target));
+  // Over an existing checkpoint: it stays as it was.
+  const keep = join(dir, 'keep-nan');
+  cpSync(good, keep, { recursive: true });
+  const before = readFileSync(join(keep, 'weights.bin'));
+  bad[7] = Number.POSITIVE_INFINITY;
+  await assert.rejects(saveCheckpoint(keep, meta, bad), /not finite/);
+  assert.deepEqual(readFileSync(join(keep, 'weights.bin')), before);
+});
+
+test('refitting through a symbolic link replaces the checkpoint it points to, not the link', async () => {
+  const real = join(dir, 'real-model');
+  cpSync(good, real, { recursive: true });
+  const link = join(dir, 'link-model');
+  symlinkSync(real, link);
+  const before = readFileSync(join(real, 'weights.bin'));
+  const r = await runNf(['fit', example('moons.csv'), '-m', link, '--epochs', '1', '--seed', '9', '-q']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(lstatSync(link).isSymbolicLink(), 'still a link');
+  assert.notDeepEqual(readFileSync(join(real, 'weights.bin')), before, 'the target was replaced');
+  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), []);
 });

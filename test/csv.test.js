@@ -45,7 +45,7 @@ test('bad input is refused with file, line and column', async () => {
   await assert.rejects(read('a,b\n1,2\n3,hello\n'), /in.csv:3: column 'b' \(2\): 'hello' is not a number/);
   await assert.rejects(read('a,a\n1,2\n'), /duplicate column name 'a' \(columns 1 and 2\)/);
   await assert.rejects(read('a,b\n1,2\n3,NA\n'), /in.csv:3: column 'b' \(2\): missing or non-finite value 'NA' \(use --drop-invalid/);
-  await assert.rejects(read('a,b\n1,\n'), /in.csv:2: column 'b' \(2\): missing/);
+  await assert.rejects(read('a,b\n1,\n'), /in.csv:2: column 'b' \(2\): empty cell/);
   await assert.rejects(read('a,b\n1,inf\n'), /non-finite value 'inf'/);
   await assert.rejects(read('a,b\n1,1e308\n'), /'1e308' is too large for float32/);
   await assert.rejects(read('a,b\n1,"2\n'), /in.csv:\d+: malformed CSV/);
@@ -68,4 +68,64 @@ test('numbers are written with enough digits to round-trip float32', () => {
   }
   assert.equal(formatFloat32(0.5), '0.5');
   assert.equal(formatFloat32(2), '2');
+});
+
+test('tokenizer: random quoted CSV round-trips at every chunking, with the right line numbers', async () => {
+  const { CsvTokenizer } = await import('../dist/data/csv-tokenizer.js');
+  let seed = 12345;
+  const rnd = (n) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return Math.floor((seed / 2147483648) * n);
+  };
+  const alphabet = ['a', '1', '.', ',', ';', '"', '\n', '\r\n', '\r', ' ', '\t', 'é', '𝔵'];
+  for (let round = 0; round < 200; round++) {
+    const delimiter = [',', ';', '\t'][round % 3];
+    const records = [];
+    const startLines = [];
+    let text = '';
+    let line = 1;
+    for (let r = 0, nr = 1 + rnd(6); r < nr; r++) {
+      const fields = [];
+      for (let f = 0, nf = 2 + rnd(3); f < nf; f++) {
+        let v = '';
+        for (let c = 0, nc = rnd(5); c < nc; c++) v += alphabet[rnd(alphabet.length)];
+        fields.push(v);
+      }
+      records.push(fields);
+      startLines.push(line);
+      const cells = fields.map((v) => (/["\r\n,;\t ]/.test(v) || v === '' || rnd(4) === 0 ? `"${v.replace(/"/g, '""')}"` : v));
+      const rec = cells.join(delimiter);
+      line += (rec.match(/\r\n|\r|\n/g) ?? []).length + 1;
+      text += rec + ['\n', '\r\n'][rnd(2)];
+      if (rnd(5) === 0) {
+        text += '\n';
+        line += 1;
+      }
+    }
+    for (const size of [1, 2, 3, 7, 64, text.length]) {
+      const tok = new CsvTokenizer(delimiter);
+      const out = { fields: [], lines: [] };
+      for (let i = 0; i < text.length; i += size) tok.push(text.slice(i, i + size), false, out);
+      tok.push('', true, out);
+      assert.deepEqual(out.fields, records, `${JSON.stringify(text)} in pieces of ${size}`);
+      assert.deepEqual(out.lines, startLines, `line numbers of ${JSON.stringify(text)}`);
+    }
+  }
+});
+
+test('tokenizer: CR-only line ends, spaces around quotes, unclosed and stray quotes', async () => {
+  const { CsvTokenizer } = await import('../dist/data/csv-tokenizer.js');
+  const all = (text, delimiter = ',') => {
+    const tok = new CsvTokenizer(delimiter);
+    const out = { fields: [], lines: [] };
+    tok.push(text, true, out);
+    return out;
+  };
+  assert.deepEqual(all('a,b\r1,2\r3,4').fields, [['a', 'b'], ['1', '2'], ['3', '4']]);
+  assert.deepEqual(all('a,b\r1,2\r3,4').lines, [1, 2, 3]);
+  assert.deepEqual(all(' "x" , "y"\n').fields, [['x', 'y']]);
+  assert.deepEqual(all('a,b\n  \n\t\n1,2\n').lines, [1, 4]);
+  assert.throws(() => all('a,b\n1,"2\n3,4\n'), (e) => e.line === 2 && /not closed/.test(e.message));
+  assert.throws(() => all('a,b\n1,2"x\n'), (e) => e.line === 2 && /quote inside an unquoted field/.test(e.message));
+  assert.throws(() => all('a,b\n1,"2"x\n'), (e) => e.line === 2 && /after a closing quote/.test(e.message));
 });

@@ -22,7 +22,11 @@ export interface FitOptions {
   header: boolean;
   columns?: string[];
   flow: FlowType;
-  layers: number;
+  /** Coupling layers; default depends on the dimension (defaultLayers). */
+  layers?: number;
+  /** Reverse-KL fit to this target module instead of data. */
+  target?: string;
+  steps?: number;
   hidden: number;
   epochs: number;
   batchSize?: number;
@@ -77,11 +81,31 @@ function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; en
     release: () => {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
+      // After a signal, another one while nf winds down just ends it with the same status.
+      const first = got;
+      if (first) {
+        const late = (): void => process.exit(exitCodeFor(first));
+        process.on('SIGINT', late);
+        process.on('SIGTERM', late);
+      }
     },
   };
 }
 
+/**
+ * Coupling layers by dimension: above 2-D each layer transforms only half the coordinates
+ * under a random permutation, and more layers measurably help (gmm10d, 10-D: test LL
+ * −13.45 with 8 layers, −13.41 with 12, truth −13.17).
+ */
+export function defaultLayers(dim: number): number {
+  return dim <= 2 ? 8 : 12;
+}
+
 export async function fit(input: string | undefined, opts: FitOptions): Promise<number> {
+  if (opts.target !== undefined) {
+    const { fitTarget } = await import('./fit-target.js');
+    return fitTarget({ ...opts, target: opts.target });
+  }
   const signals = watchSignals(opts.model);
   try {
     return await fitWatched(input, opts, signals);
@@ -98,9 +122,6 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   await checkCheckpointTarget(opts.model);
   const src = openSource(input);
   const table = await readTable(src, { header: opts.header, columns: opts.columns, dropInvalid: Boolean(opts.dropInvalid) });
-  if (table.stats.dropped > 0) {
-    await warn(`skipped ${table.stats.dropped} row(s) with missing or non-finite values (first: ${table.stats.firstDropped})`);
-  }
   const seed = opts.seed ?? freshSeed();
   const rng = new Rng(seed);
   const data = await prepareData(src.name, table, {
@@ -109,17 +130,21 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     rng,
     warn,
   });
+  if (table.stats.dropped > 0) {
+    await warn(`skipped ${table.stats.dropped} row(s) with missing or non-finite values (first: ${table.stats.firstDropped})`);
+  }
   const D = table.columns.length;
 
   const engine = await startEngine(backendWanted);
+  const layers = opts.layers ?? defaultLayers(D);
   const spec: FlowSpec = {
     type: opts.flow,
     dim: D,
-    layers: opts.layers,
+    layers,
     hidden: opts.hidden,
     hiddenLayers: 2,
     scaleBound: 2,
-    permutations: makePermutations(D, opts.layers, rng),
+    permutations: makePermutations(D, layers, rng),
   };
   const flow = new Flow(spec, data.standardization);
   // Small data sets get smaller batches so an epoch still has several steps.
@@ -140,7 +165,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
         patience: opts.patience,
         clipNorm: 5,
         warmupSteps: 100,
-        plateauEpochs: Number(process.env.NF_PLATEAU ?? 0),
+        plateauEpochs: Number(process.env.NF_PLATEAU ?? Math.max(3, Math.round(opts.patience / 4))),
         weightDecay: 0,
         seed,
         threads: defaultThreads(engine.backend),

@@ -1,6 +1,7 @@
 /**
  * `nf sample`: draws from a saved flow, CSV on stdout or a file.
  */
+import { loadCheckpoint } from '../checkpoint.js';
 import { CsvWriter } from '../data/csv-writer.js';
 import { csvCell, formatFloat32 } from '../data/numbers.js';
 import { requestedBackend, startEngine } from '../engine.js';
@@ -21,9 +22,17 @@ const CHUNK = 8192;
 
 export async function sample(opts: SampleOptions): Promise<number> {
   const backend = requestedBackend(opts.backend);
-  await startEngine(backend);
-  const model = await Model.load(opts.model);
-  const out = opts.output && opts.output !== '-' ? CsvWriter.toFile(opts.output) : CsvWriter.toStdout();
+  // Checkpoint and output place first: a bad one is refused before TensorFlow.js loads.
+  const { meta, params } = await loadCheckpoint(opts.model);
+  const out = opts.output && opts.output !== '-' ? await CsvWriter.toFile(opts.output) : CsvWriter.toStdout();
+  let model: Model;
+  try {
+    await startEngine(backend);
+    model = Model.fromParams(meta, params);
+  } catch (err) {
+    await out.abort();
+    throw err;
+  }
   const rng = new Rng(opts.seed ?? freshSeed());
   const D = model.dim;
   try {

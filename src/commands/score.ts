@@ -5,9 +5,10 @@
  */
 import { UserError } from '../errors.js';
 import { CsvWriter } from '../data/csv-writer.js';
-import { checkReadable, openSource, readNumeric, type Layout, type ReadStats } from '../data/csv-reader.js';
+import { checkReadable, openSource, readNumeric, type InvalidRows, type Layout, type ReadStats } from '../data/csv-reader.js';
 import { csvCell, formatFloat32 } from '../data/numbers.js';
-import { requestedBackend, startEngine } from '../engine.js';
+import { loadCheckpoint, type ModelMeta } from '../checkpoint.js';
+import { requestedBackend, startEngine, type BackendName } from '../engine.js';
 import { Model } from '../model.js';
 import { warn } from '../terminal.js';
 
@@ -23,8 +24,7 @@ export interface ScoreOptions {
 const CHUNK = 8192;
 
 /** Chooses the model's columns from the input's, or explains why they do not fit. */
-function matchColumns(source: string, file: { fileColumns: string[]; hasHeader: boolean }, model: Model): number[] {
-  const want = model.meta.columns;
+function matchColumns(source: string, file: { fileColumns: string[]; hasHeader: boolean }, want: string[]): number[] {
   if (!file.hasHeader) {
     if (file.fileColumns.length !== want.length) {
       throw new UserError(
@@ -45,36 +45,76 @@ function matchColumns(source: string, file: { fileColumns: string[]; hasHeader: 
 async function* scoredChunks(
   input: string | undefined,
   opts: ScoreOptions,
+  invalid: { mode: InvalidRows; hint: string },
   stats: ReadStats,
-  model: Model,
+  model: LazyModel,
   onLayout?: (layout: Layout) => void,
-): AsyncGenerator<{ logp: Float32Array; rows: number; raw?: string[][] }> {
+): AsyncGenerator<{ logp: Float32Array; rows: number; raw?: string[][]; invalid?: Uint8Array }> {
   const src = openSource(input);
   const reader = readNumeric(
     src,
     {
       header: opts.header,
-      dropInvalid: Boolean(opts.dropInvalid),
+      dropInvalid: invalid.mode === 'skip',
+      invalid: invalid.mode,
+      invalidHint: invalid.hint,
       keepRaw: opts.append,
-      columnsResolver: (file) => matchColumns(src.name, file, model),
+      columnsResolver: (file) => matchColumns(src.name, file, model.meta.columns),
     },
     CHUNK,
     onLayout,
     stats,
   );
-  for await (const chunk of reader) yield { logp: model.logProb(chunk.data, chunk.rows), rows: chunk.rows, raw: chunk.raw };
+  for await (const chunk of reader) {
+    const m = await model.get();
+    yield { logp: m.logProb(chunk.data, chunk.rows), rows: chunk.rows, raw: chunk.raw, invalid: chunk.invalid };
+  }
 }
 
-async function openModel(opts: ScoreOptions, input: string | undefined): Promise<Model> {
-  await checkReadable(input);
-  await startEngine(requestedBackend(opts.backend));
-  return Model.load(opts.model);
+/**
+ * The checkpoint is read and validated first, but TensorFlow.js starts only when there
+ * is a first chunk to score: bad input is refused in a fraction of a second.
+ */
+class LazyModel {
+  private model: Model | null = null;
+
+  private constructor(
+    readonly meta: ModelMeta,
+    private readonly params: Float32Array,
+    private readonly backend: BackendName | undefined,
+  ) {}
+
+  static async open(opts: ScoreOptions, input: string | undefined): Promise<LazyModel> {
+    const backend = requestedBackend(opts.backend);
+    await checkReadable(input);
+    const { meta, params } = await loadCheckpoint(opts.model);
+    return new LazyModel(meta, params, backend);
+  }
+
+  get dim(): number {
+    return this.meta.flow.dim;
+  }
+
+  async get(): Promise<Model> {
+    if (!this.model) {
+      await startEngine(this.backend);
+      this.model = Model.fromParams(this.meta, this.params);
+    }
+    return this.model;
+  }
+
+  dispose(): void {
+    this.model?.dispose();
+  }
 }
 
 export async function logprob(input: string | undefined, opts: ScoreOptions): Promise<number> {
-  const model = await openModel(opts, input);
+  const model = await LazyModel.open(opts, input);
   const out = CsvWriter.toStdout();
   const stats: ReadStats = { rows: 0, dropped: 0 };
+  // One output row per input row: with --drop-invalid, rows that cannot be scored keep
+  // their place with an empty logprob.
+  const invalid = { mode: opts.dropInvalid ? ('mark' as const) : ('fail' as const), hint: 'use --drop-invalid to give such rows an empty logprob' };
   try {
     let headerDone = false;
     const writeHeader = async (layout: Layout | null): Promise<void> => {
@@ -84,10 +124,11 @@ export async function logprob(input: string | undefined, opts: ScoreOptions): Pr
       await out.line(head.join(','));
     };
     let layoutSeen: Layout | null = null;
-    for await (const { logp, rows, raw } of scoredChunks(input, opts, stats, model, (l) => (layoutSeen = l))) {
+    for await (const chunk of scoredChunks(input, opts, invalid, stats, model, (l) => (layoutSeen = l))) {
       await writeHeader(layoutSeen);
+      const { logp, rows, raw } = chunk;
       for (let i = 0; i < rows; i++) {
-        const v = formatFloat32(logp[i]);
+        const v = chunk.invalid?.[i] ? '' : formatFloat32(logp[i]);
         await out.line(raw ? `${raw[i].map(csvCell).join(',')},${v}` : v);
       }
     }
@@ -96,19 +137,22 @@ export async function logprob(input: string | undefined, opts: ScoreOptions): Pr
   } finally {
     model.dispose();
   }
-  if (stats.dropped > 0) await warn(`skipped ${stats.dropped} row(s) with missing or non-finite values (first: ${stats.firstDropped})`);
+  if (stats.dropped > 0) {
+    await warn(`${stats.dropped} row(s) with missing or non-finite values got an empty logprob (first: ${stats.firstDropped})`);
+  }
   return 0;
 }
 
 export async function evaluate(input: string | undefined, opts: ScoreOptions): Promise<number> {
-  const model = await openModel(opts, input);
+  const model = await LazyModel.open(opts, input);
   const stats: ReadStats = { rows: 0, dropped: 0 };
   // Welford's running mean/variance in float64.
   let n = 0;
   let mean = 0;
   let m2 = 0;
   try {
-    for await (const { logp, rows } of scoredChunks(input, opts, stats, model)) {
+    const invalid = { mode: opts.dropInvalid ? ('skip' as const) : ('fail' as const), hint: 'use --drop-invalid to leave such rows out' };
+    for await (const { logp, rows } of scoredChunks(input, opts, invalid, stats, model)) {
       for (let i = 0; i < rows; i++) {
         const x = logp[i];
         n += 1;
@@ -120,7 +164,14 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
   } finally {
     model.dispose();
   }
-  if (n === 0) throw new UserError(`${input ?? 'stdin'}: no data rows to evaluate`);
+  if (n === 0) {
+    const name = input && input !== '-' ? input : 'stdin';
+    throw new UserError(
+      stats.dropped > 0
+        ? `${name}: no rows left to evaluate (--drop-invalid skipped all ${stats.dropped})`
+        : `${name}: no data rows to evaluate (only a header)`,
+    );
+  }
   if (stats.dropped > 0) await warn(`skipped ${stats.dropped} row(s) with missing or non-finite values (first: ${stats.firstDropped})`);
   const D = model.dim;
   const stderr = n > 1 ? Math.sqrt(m2 / (n - 1) / n) : Number.NaN;
@@ -133,15 +184,14 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
     bitsPerDim: -mean / D / Math.LN2,
     droppedRows: stats.dropped,
   };
+  const out = CsvWriter.toStdout();
   if (opts.json) {
-    process.stdout.write(JSON.stringify(result) + '\n');
+    await out.line(JSON.stringify(result));
   } else {
     const fmt = (v: number): string => (Number.isFinite(v) ? Number(v.toPrecision(7)).toString() : 'nan');
-    process.stdout.write(
-      'rows,dim,mean_loglik,stderr,nats_per_dim,bits_per_dim\n' +
-        [n, D, fmt(mean), fmt(stderr), fmt(result.natsPerDim), fmt(result.bitsPerDim)].join(',') +
-        '\n',
-    );
+    await out.line('rows,dim,mean_loglik,stderr,nats_per_dim,bits_per_dim');
+    await out.line([n, D, fmt(mean), fmt(stderr), fmt(result.natsPerDim), fmt(result.bitsPerDim)].join(','));
   }
+  await out.close();
   return 0;
 }

@@ -6,8 +6,9 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { parse, type Parser } from 'csv-parse';
+import { StringDecoder } from 'node:string_decoder';
 import { UserError } from '../errors.js';
+import { CsvSyntaxError, CsvTokenizer, type Records } from './csv-tokenizer.js';
 import { parseCell } from './numbers.js';
 
 const isTextCell = (c: string): boolean => {
@@ -15,13 +16,24 @@ const isTextCell = (c: string): boolean => {
   return !v.ok && v.kind === 'text';
 };
 
+/**
+ * What to do with a row that has a missing, non-finite or too-large value:
+ * `fail` refuses the input (after counting all such rows), `skip` leaves the row out,
+ * `mark` keeps its place (values zeroed, flagged in `Chunk.invalid`).
+ */
+export type InvalidRows = 'fail' | 'skip' | 'mark';
+
 export interface ReadOptions {
   /** false: the first row is data. true (default): detect — a first row with any non-numeric cell is a header. */
   header: boolean;
   /** --columns: names or 1-based indices. */
   columns?: string[];
-  /** Skip rows with missing / non-finite cells instead of failing. */
+  /** Skip rows with missing / non-finite cells instead of failing (same as invalid: 'skip'). */
   dropInvalid: boolean;
+  /** Overrides `dropInvalid`. */
+  invalid?: InvalidRows;
+  /** How the refusal message tells the user to get past invalid rows. */
+  invalidHint?: string;
   /** Keep the raw cells of each row (for `logprob --append`). */
   keepRaw?: boolean;
   /** Picks the columns to read once the file's columns are known (overrides `columns`). */
@@ -33,6 +45,8 @@ export interface Chunk {
   rows: number;
   /** Raw cells per row, when keepRaw. */
   raw?: string[][];
+  /** With invalid: 'mark', 1 for rows that had an invalid value (their data are zeros). */
+  invalid?: Uint8Array;
 }
 
 export interface Source {
@@ -43,7 +57,7 @@ export interface Source {
 
 export function openSource(path: string | undefined): Source {
   if (!path || path === '-') return { name: 'stdin', stream: process.stdin };
-  const stream = createReadStream(path);
+  const stream = createReadStream(path, { highWaterMark: 1 << 16 });
   return { name: path, stream };
 }
 
@@ -55,42 +69,36 @@ export async function checkReadable(path: string | undefined): Promise<void> {
     if (s.isDirectory()) throw new UserError(`${path}: is a directory, expected a CSV file`);
   } catch (err) {
     if (err instanceof UserError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(`${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
+    throw readError(path, err);
   }
 }
 
-function sniffDelimiter(firstLine: string): string {
-  const counts: Record<string, number> = { ',': 0, ';': 0, '\t': 0 };
+/** Makes text from a file safe and short enough to quote in a one-line message. */
+export function printable(text: string, max = 40): string {
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}
+
+const DELIMITERS = [',', ';', '\t'] as const;
+
+/** The most frequent of , ; and tab outside quotes in the first non-blank line. */
+function sniffDelimiter(text: string): string {
+  const line = text.split(/\r\n|\n|\r/).find((l) => l.trim() !== '') ?? '';
+  const counts = new Map<string, number>(DELIMITERS.map((d) => [d, 0]));
   let quoted = false;
-  for (const ch of firstLine) {
+  for (const ch of line) {
     if (ch === '"') quoted = !quoted;
-    else if (!quoted && ch in counts) counts[ch]++;
+    else if (!quoted && counts.has(ch)) counts.set(ch, (counts.get(ch) ?? 0) + 1);
   }
   let best = ',';
-  for (const d of [';', '\t']) if (counts[d] > counts[best]) best = d;
+  for (const d of DELIMITERS) if ((counts.get(d) ?? 0) > (counts.get(best) ?? 0)) best = d;
   return best;
 }
 
-/**
- * Reads until the first line break so the delimiter can be sniffed. Uses the stream's
- * iterator by hand: breaking out of `for await` would destroy the stream.
- */
-async function peekFirstLine(it: AsyncIterator<Buffer | string>): Promise<{ head: Buffer[]; line: string; done: boolean }> {
-  const head: Buffer[] = [];
-  let text = '';
-  for (;;) {
-    const r = await it.next();
-    if (r.done) return { head, line: firstLineOf(text), done: true };
-    const buf = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
-    head.push(buf);
-    text += buf.toString('utf8');
-    if (/[\r\n]/.test(text) || text.length > 1 << 20) return { head, line: firstLineOf(text), done: false };
-  }
-}
-
-function firstLineOf(text: string): string {
-  return text.split(/\r?\n|\r/)[0].replace(/^\uFEFF/, '');
+/** True once `text` holds a complete non-blank line (enough to sniff the delimiter). */
+function hasFirstLine(text: string): boolean {
+  const m = /\S[^\r\n]*[\r\n]/.exec(text);
+  return m !== null;
 }
 
 export interface Layout {
@@ -114,21 +122,39 @@ function resolveColumns(source: string, fileColumns: string[], wanted: string[] 
       throw new UserError(`${source}: --columns ${w}: there are only ${fileColumns.length} columns`);
     }
     throw new UserError(
-      `${source}: --columns: no column named '${w}'${hasHeader ? ` (columns: ${fileColumns.join(', ')})` : ' (the file has no header; use 1-based indices)'}`,
+      `${source}: --columns: no column named '${printable(w)}'${hasHeader ? ` (columns: ${printable(fileColumns.join(', '), 200)})` : ' (the file has no header; use 1-based indices)'}`,
     );
   });
 }
 
+/** The columns that are read must have distinct, non-empty names (other columns may be anything). */
+function checkPickedNames(source: string, line: number, layout: Layout): void {
+  if (!layout.hasHeader) return;
+  for (const i of layout.picked) {
+    const name = layout.fileColumns[i];
+    if (name === '') {
+      throw new UserError(`${source}:${line}: column ${i + 1} has an empty name in the header; name it, or leave it out with --columns`);
+    }
+    const first = layout.fileColumns.indexOf(name);
+    const second = layout.fileColumns.indexOf(name, first + 1);
+    if (second >= 0) throw new UserError(`${source}:${line}: duplicate column name '${printable(name)}' (columns ${first + 1} and ${second + 1})`);
+  }
+}
+
 function describeColumn(layout: Layout, fileIndex: number): string {
-  return layout.hasHeader ? `column '${layout.fileColumns[fileIndex]}' (${fileIndex + 1})` : `column ${fileIndex + 1}`;
+  return layout.hasHeader ? `column '${printable(layout.fileColumns[fileIndex])}' (${fileIndex + 1})` : `column ${fileIndex + 1}`;
 }
 
 export interface ReadStats {
+  /** Rows delivered (with invalid: 'mark', including the marked ones). */
   rows: number;
+  /** Rows with an invalid value that were skipped or marked. */
   dropped: number;
-  /** Line of the first dropped row and why. */
+  /** Where the first such row was and why. */
   firstDropped?: string;
 }
+
+const MAX_LISTED_LINES = 5;
 
 /**
  * Reads a CSV source as numeric chunks. `onLayout` is called once the columns are known
@@ -141,130 +167,165 @@ export async function* readNumeric(
   onLayout?: (layout: Layout) => void,
   stats: ReadStats = { rows: 0, dropped: 0 },
 ): AsyncGenerator<Chunk> {
-  const it = src.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
-  let peeked: Awaited<ReturnType<typeof peekFirstLine>>;
-  try {
-    peeked = await peekFirstLine(it);
-  } catch (err) {
-    throw readError(src.name, err);
-  }
-  const { head, line, done } = peeked;
-  if (head.every((b) => b.toString('utf8').replace(/^\uFEFF/, '').trim() === '') && done) {
-    throw new UserError(`${src.name}: empty input (no rows)`);
-  }
-  const delimiter = sniffDelimiter(line);
-  const parser: Parser = parse({
-    delimiter,
-    bom: true,
-    info: true,
-    skip_empty_lines: true,
-    relax_column_count: false,
-    relax_quotes: false,
-  });
-  // Feed the peeked bytes, then the rest of the stream, into the parser.
-  const feed = (async () => {
-    for (const b of head) if (!parser.write(b)) await new Promise((r) => parser.once('drain', r));
-    if (!done) {
-      for (let r = await it.next(); !r.done; r = await it.next()) {
-        if (!parser.write(r.value)) await new Promise((resolve) => parser.once('drain', resolve));
-      }
-    }
-    parser.end();
-  })();
-  let feedError: unknown = null;
-  feed.catch((err: unknown) => {
-    feedError = err;
-    parser.destroy(err instanceof Error ? err : new Error(String(err)));
-  });
+  const mode: InvalidRows = opts.invalid ?? (opts.dropInvalid ? 'skip' : 'fail');
+  const decoder = new StringDecoder('utf8');
+  const recs: Records = { fields: [], lines: [] };
+  let tokenizer: CsvTokenizer | null = null;
+  let start = '';
 
   let layout: Layout | null = null;
+  let width = 0;
   let dim = 0;
   let buf = new Float32Array(0);
+  let flags = new Uint8Array(0);
   let raw: string[][] = [];
   let n = 0;
-  try {
-    for await (const item of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
-      const { record, info } = item;
-      const lineNo = info.lines;
+  /** In `fail` mode, once an invalid row is seen: keep reading only to count them. */
+  let failure: { first: string; rows: number; lines: number[] } | null = null;
+
+  const emit = (): Chunk => ({
+    data: n === chunkRows ? buf : buf.subarray(0, n * dim),
+    rows: n,
+    raw: opts.keepRaw ? raw : undefined,
+    invalid: mode === 'mark' ? (n === chunkRows ? flags : flags.subarray(0, n)) : undefined,
+  });
+
+  const setUp = (record: string[], lineNo: number): boolean => {
+    const looksLikeHeader = opts.header && record.some(isTextCell);
+    const fileColumns = looksLikeHeader ? record.map((c) => c.trim()) : record.map((_, i) => `x${i + 1}`);
+    const picked = opts.columnsResolver
+      ? opts.columnsResolver({ fileColumns, hasHeader: looksLikeHeader })
+      : resolveColumns(src.name, fileColumns, opts.columns, looksLikeHeader);
+    const l: Layout = { fileColumns, picked, columns: picked.map((i) => fileColumns[i]), hasHeader: looksLikeHeader };
+    checkPickedNames(src.name, lineNo, l);
+    layout = l;
+    width = record.length;
+    dim = picked.length;
+    onLayout?.(l);
+    buf = new Float32Array(chunkRows * dim);
+    flags = new Uint8Array(mode === 'mark' ? chunkRows : 0);
+    return looksLikeHeader;
+  };
+
+  /** Turns the records collected so far into rows, yielding full chunks. */
+  function* consume(): Generator<Chunk> {
+    const count = recs.fields.length;
+    for (let r = 0; r < count; r++) {
+      const record = recs.fields[r];
+      const lineNo = recs.lines[r];
       if (!layout) {
-        const looksLikeHeader = opts.header && record.some(isTextCell);
-        const fileColumns = looksLikeHeader ? record.map((c) => c.trim()) : record.map((_, i) => `x${i + 1}`);
-        if (looksLikeHeader) {
-          const seen = new Map<string, number>();
-          fileColumns.forEach((c, i) => {
-            if (c === '') throw new UserError(`${src.name}:${lineNo}: column ${i + 1} has an empty name in the header`);
-            const prev = seen.get(c);
-            if (prev !== undefined) throw new UserError(`${src.name}:${lineNo}: duplicate column name '${c}' (columns ${prev + 1} and ${i + 1})`);
-            seen.set(c, i);
-          });
-        }
-        const picked = opts.columnsResolver
-          ? opts.columnsResolver({ fileColumns, hasHeader: looksLikeHeader })
-          : resolveColumns(src.name, fileColumns, opts.columns, looksLikeHeader);
-        layout = { fileColumns, picked, columns: picked.map((i) => fileColumns[i]), hasHeader: looksLikeHeader };
-        dim = picked.length;
-        onLayout?.(layout);
-        buf = new Float32Array(chunkRows * dim);
-        if (looksLikeHeader) continue;
+        if (setUp(record, lineNo)) continue;
+      }
+      const l = layout as unknown as Layout;
+      if (record.length !== width) {
+        throw new UserError(
+          `${src.name}:${lineNo}: ragged row: ${record.length} field(s), expected ${width} like the ${l.hasHeader ? 'header' : 'first row'}`,
+        );
       }
       let bad: string | null = null;
+      const at = n * dim;
       for (let j = 0; j < dim; j++) {
-        const fi = layout.picked[j];
+        const fi = l.picked[j];
         const cell = parseCell(record[fi]);
         if (cell.ok) {
-          buf[n * dim + j] = cell.value;
+          buf[at + j] = cell.value;
           continue;
         }
-        const where = `${src.name}:${lineNo}: ${describeColumn(layout, fi)}`;
+        const text = record[fi].trim();
+        const where = `${src.name}:${lineNo}: ${describeColumn(l, fi)}`;
         if (cell.kind === 'text') {
-          throw new UserError(`${where}: '${record[fi].trim().slice(0, 40)}' is not a number${layout.hasHeader ? '; choose numeric columns with --columns' : ''}`);
+          const decimalComma = /^[+-]?\d*,\d+$/.test(text) ? " (nf reads '.' as the decimal separator)" : '';
+          throw new UserError(
+            `${where}: '${printable(text)}' is not a number${decimalComma}${l.hasHeader && !decimalComma ? '; choose numeric columns with --columns' : ''}`,
+          );
         }
-        const what = cell.kind === 'overflow' ? `'${record[fi].trim()}' is too large for float32` : `missing or non-finite value '${record[fi].trim()}'`;
-        if (!opts.dropInvalid) throw new UserError(`${where}: ${what} (use --drop-invalid to skip such rows)`);
-        bad = `${where}: ${what}`;
-        break;
+        bad ??= `${where}: ${cell.kind === 'overflow' ? `'${printable(text)}' is too large for float32` : text === '' ? 'empty cell' : `missing or non-finite value '${printable(text)}'`}`;
+      }
+      if (failure) {
+        if (bad) {
+          failure.rows += 1;
+          if (failure.lines.length < MAX_LISTED_LINES) failure.lines.push(lineNo);
+        }
+        continue;
       }
       if (bad) {
+        if (mode === 'fail') {
+          failure = { first: bad, rows: 1, lines: [lineNo] };
+          continue;
+        }
         stats.dropped += 1;
         stats.firstDropped ??= bad;
-        continue;
+        if (mode === 'skip') continue;
+        buf.fill(0, at, at + dim);
+        flags[n] = 1;
+      } else if (mode === 'mark') {
+        flags[n] = 0;
       }
       if (opts.keepRaw) raw.push(record);
       n += 1;
       stats.rows += 1;
       if (n === chunkRows) {
-        yield { data: buf, rows: n, raw: opts.keepRaw ? raw : undefined };
+        yield emit();
         buf = new Float32Array(chunkRows * dim);
+        if (mode === 'mark') flags = new Uint8Array(chunkRows);
         raw = [];
         n = 0;
       }
     }
+    recs.fields.length = 0;
+    recs.lines.length = 0;
+  }
+
+  try {
+    for await (const piece of src.stream as AsyncIterable<Buffer | string>) {
+      const text = typeof piece === 'string' ? piece : decoder.write(piece);
+      if (!tokenizer) {
+        start += text;
+        if (!hasFirstLine(start) && start.length < 1 << 20) continue;
+        tokenizer = new CsvTokenizer(sniffDelimiter(start));
+        tokenizer.push(start.replace(/^\uFEFF/, ''), false, recs);
+        start = '';
+      } else {
+        tokenizer.push(text, false, recs);
+      }
+      yield* consume();
+    }
+    const rest = decoder.end();
+    if (!tokenizer) {
+      start += rest;
+      if (start.replace(/^\uFEFF/, '').trim() === '') throw new UserError(`${src.name}: empty input (no rows)`);
+      tokenizer = new CsvTokenizer(sniffDelimiter(start));
+      tokenizer.push(start.replace(/^\uFEFF/, ''), true, recs);
+    } else {
+      tokenizer.push(rest, true, recs);
+    }
+    yield* consume();
   } catch (err) {
     if (err instanceof UserError) throw err;
-    if (feedError) throw readError(src.name, feedError);
-    throw csvError(src.name, err);
-  } finally {
-    parser.destroy();
+    if (err instanceof CsvSyntaxError) throw new UserError(`${src.name}:${err.line}: malformed CSV: ${err.message}`);
+    throw readError(src.name, err);
   }
-  if (feedError) throw readError(src.name, feedError);
   if (!layout) throw new UserError(`${src.name}: empty input (no rows)`);
-  if (n > 0) yield { data: buf.subarray(0, n * dim), rows: n, raw: opts.keepRaw ? raw : undefined };
+  const f = failure as { first: string; rows: number; lines: number[] } | null;
+  if (f) {
+    const more = f.rows > f.lines.length ? ', …' : '';
+    const hint = opts.invalidHint ?? 'use --drop-invalid to skip such rows';
+    throw new UserError(
+      f.rows === 1
+        ? `${f.first} (${hint})`
+        : `${f.first}; ${f.rows} rows have missing, non-finite or too-large values (lines ${f.lines.join(', ')}${more}); ${hint}`,
+    );
+  }
+  if (n > 0) yield emit();
 }
 
 function readError(name: string, err: unknown): UserError {
   const e = err as NodeJS.ErrnoException;
   if (e.code === 'ENOENT') return new UserError(`${name}: no such file`);
   if (e.code === 'EISDIR') return new UserError(`${name}: is a directory, expected a CSV file`);
+  if (e.code === 'EACCES') return new UserError(`${name}: permission denied`);
+  if (e.code === 'ENOTDIR') return new UserError(`${name}: no such file (a parent is not a directory)`);
   return new UserError(`${name}: cannot read: ${e.message ?? String(err)}`);
-}
-
-function csvError(name: string, err: unknown): UserError {
-  const e = err as Error & { code?: string; lines?: number; record?: string[] };
-  if (e.code === 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH' || e.code === 'CSV_RECORD_DONT_MATCH_COLUMNS_LENGTH') {
-    return new UserError(`${name}:${e.lines ?? '?'}: ragged row: ${e.record?.length ?? '?'} fields where the first row has a different count`);
-  }
-  if (e.code?.startsWith('CSV_')) return new UserError(`${name}:${e.lines ?? '?'}: malformed CSV: ${e.message.replace(/^Invalid [^:]*: /, '')}`);
-  return readError(name, err);
 }
 
 export interface Table {

@@ -2,11 +2,12 @@
  * Buffered CSV output with backpressure. Output to a file goes to a temporary file that
  * is renamed into place at the end, so a failed run never leaves a truncated file.
  */
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { lstat, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { UserError } from '../errors.js';
+import { ioMessage, UserError } from '../errors.js';
 
 const FLUSH_CHARS = 1 << 16;
 
@@ -18,6 +19,7 @@ export class CsvWriter {
   private constructor(
     private readonly stream: Writable,
     private readonly target: { tmp: string; path: string } | null,
+    private readonly name = 'stdout',
   ) {
     stream.on('error', (err) => {
       this.failure = err;
@@ -28,9 +30,38 @@ export class CsvWriter {
     return new CsvWriter(process.stdout, null);
   }
 
-  static toFile(path: string): CsvWriter {
-    const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
-    return new CsvWriter(createWriteStream(tmp), { tmp, path });
+  /**
+   * A writer to `path`. A new file or an existing regular file is written as a temporary
+   * sibling and renamed into place by `close`. Anything else — a symbolic link, device,
+   * FIFO (e.g. /dev/stdout, /dev/null, a named pipe) — is written in place, never replaced.
+   * Fails before anything is written if the place cannot take a file.
+   */
+  static async toFile(path: string): Promise<CsvWriter> {
+    const existing = await lstat(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null;
+      throw new UserError(`${path}: cannot write: ${ioMessage(err)}`);
+    });
+    if (existing) {
+      const s = existing.isSymbolicLink() ? await stat(path).catch(() => null) : existing;
+      if (s?.isDirectory()) throw new UserError(`${path}: is a directory; give a file name`);
+      if (!existing.isFile()) return CsvWriter.opened(path, null);
+    }
+    const dir = dirname(path);
+    const d = await stat(dir).catch((err: NodeJS.ErrnoException) => {
+      throw new UserError(`${path}: cannot write: ${err.code === 'ENOENT' ? `no such directory ${dir}` : err.code === 'ENOTDIR' ? 'a parent is not a directory' : ioMessage(err)}`);
+    });
+    if (!d.isDirectory()) throw new UserError(`${path}: cannot write: ${dir} is not a directory`);
+    const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    return CsvWriter.opened(tmp, { tmp, path });
+  }
+
+  private static async opened(file: string, target: { tmp: string; path: string } | null): Promise<CsvWriter> {
+    const stream = createWriteStream(file, { flags: target ? 'wx' : 'w' });
+    await new Promise<void>((resolve, reject) => {
+      stream.once('open', () => resolve());
+      stream.once('error', (err: NodeJS.ErrnoException) => reject(new UserError(`${target?.path ?? file}: cannot write: ${ioMessage(err)}`)));
+    });
+    return new CsvWriter(stream, target, file);
   }
 
   /** Queues one line (without its line break). */
@@ -62,25 +93,40 @@ export class CsvWriter {
 
   async close(): Promise<void> {
     await this.flush();
-    if (!this.target) return;
-    await new Promise<void>((resolve, reject) => this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    if (this.stream === process.stdout) {
+      // Wait until the data are out, so a failed write (e.g. a full disk) is reported.
+      await new Promise<void>((resolve) =>
+        this.stream.write('', (err?: Error | null) => {
+          if (err) this.failure ??= err;
+          resolve();
+        }),
+      );
+      this.check();
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      this.stream.once('error', () => resolve());
+      this.stream.end(() => resolve());
+    });
     this.check();
-    await rename(this.target.tmp, this.target.path).catch((err: Error) => {
-      throw new UserError(`${this.target?.path}: cannot write: ${err.message}`);
+    if (!this.target) return;
+    await rename(this.target.tmp, this.target.path).catch(async (err: unknown) => {
+      await rm(this.target?.tmp ?? '', { force: true });
+      throw new UserError(`${this.target?.path}: cannot write: ${ioMessage(err)}`);
     });
   }
 
   /** Removes the temporary file after a failure. */
   async abort(): Promise<void> {
-    if (!this.target) return;
+    if (this.stream === process.stdout) return;
     this.stream.destroy();
-    await rm(this.target.tmp, { force: true });
+    if (this.target) await rm(this.target.tmp, { force: true });
   }
 
   private check(): void {
     if (!this.failure) return;
     const e = this.failure as NodeJS.ErrnoException;
     if (e.code === 'EPIPE') throw e; // the CLI treats a closed pipe as a quiet success
-    throw new UserError(`${this.target?.path ?? 'stdout'}: cannot write: ${e.message}`);
+    throw new UserError(`${this.target?.path ?? this.name}: cannot write: ${ioMessage(e)}`);
   }
 }

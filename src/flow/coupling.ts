@@ -23,6 +23,12 @@ export interface CouplingWeights {
   /** Gather indices for the input permutation, or null when it is the identity. */
   perm: Tensor | null;
   invPerm: Tensor | null;
+  /**
+   * The same permutations as one-hot [D, D] matrices, for autodiff (the gather gradient
+   * needs a kernel the wasm backend lacks; a product with a 0/1 matrix is exact).
+   */
+  permMatrix?: Tensor | null;
+  invPermMatrix?: Tensor | null;
 }
 
 export interface CouplingConfig {
@@ -75,7 +81,8 @@ function net(a: Tensor, w: CouplingWeights): { out: Tensor; acts: Tensor[] } {
   return { out, acts };
 }
 
-function permute(x: Tensor, idx: Tensor | null): Tensor {
+function permute(x: Tensor, idx: Tensor | null, matrix?: Tensor | null): Tensor {
+  if (matrix) return tf.matMul(x, matrix);
   return idx ? tf.gather(x, idx, 1) : x;
 }
 
@@ -93,7 +100,7 @@ export function couplingInverse(
   cfg: CouplingConfig,
 ): { out: Tensor; logDet: Tensor | null; cache: CouplingCache } {
   const { cond, trans } = splitSizes(cfg.dim);
-  const v = permute(u, w.perm);
+  const v = permute(u, w.perm, w.permMatrix);
   const [a, b] = tf.split(v, [cond, trans], 1) ;
   const { out: o, acts } = net(a, w);
   if (cfg.type === 'nice') {
@@ -130,7 +137,7 @@ export function couplingForward(
     b = tf.mul(tf.sub(y, t), tf.exp(tf.neg(s)));
     if (withLogDet) logDet = tf.neg(tf.sum(s, 1));
   }
-  return { out: permute(tf.concat([a, b], 1), w.invPerm), logDet };
+  return { out: permute(tf.concat([a, b], 1), w.invPerm, w.invPermMatrix), logDet };
 }
 
 /**

@@ -91,6 +91,22 @@ export class Flow {
     return out;
   }
 
+  /** Per-layer permutations as one-hot matrices (for autodiff paths; caller disposes). */
+  permutationMatrices(): { permMatrix: Tensor | null; invPermMatrix: Tensor | null }[] {
+    const D = this.spec.dim;
+    const oneHot = (perm: readonly number[]): Tensor => {
+      // (x · P)[:, j] = x[:, perm[j]]  ⇔  P[perm[j], j] = 1
+      const m = new Float32Array(D * D);
+      perm.forEach((p, j) => {
+        m[p * D + j] = 1;
+      });
+      return tf.tensor2d(m, [D, D]);
+    };
+    return this.spec.permutations.map((p) =>
+      isIdentity(p) ? { permMatrix: null, invPermMatrix: null } : { permMatrix: oneHot(p), invPermMatrix: oneHot(invertPermutation(p)) },
+    );
+  }
+
   standardize(x: Tensor): Tensor {
     return tf.div(tf.sub(x, this.mean), this.std);
   }
@@ -112,6 +128,21 @@ export class Flow {
     let u = z;
     for (let l = weights.length - 1; l >= 0; l--) u = couplingForward(u, weights[l], this.cfg).out;
     return u;
+  }
+
+  /**
+   * Base → data (original units) with log|det| of that map per row, differentiable:
+   * what reverse-KL training needs.
+   */
+  fromBaseWithLogDet(z: Tensor, weights: CouplingWeights[]): { x: Tensor; logDet: Tensor } {
+    let u = z;
+    let logDet: Tensor = tf.zeros([z.shape[0]]);
+    for (let l = weights.length - 1; l >= 0; l--) {
+      const r = couplingForward(u, weights[l], this.cfg, true);
+      u = r.out;
+      if (r.logDet) logDet = tf.add(logDet, r.logDet);
+    }
+    return { x: tf.add(tf.mul(u, this.std), this.mean), logDet: tf.add(logDet, this.logStdSum) };
   }
 
   /** Log density (nats, original units) of each row of x. */

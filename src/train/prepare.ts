@@ -42,7 +42,18 @@ export async function prepareData(source: string, table: Table, opts: PrepareOpt
       `${source}: nf needs at least 2 numeric columns, got ${D}${D === 1 ? ` ('${columns[0]}')` : ''}: coupling flows transform one half of the columns conditioned on the other`,
     );
   }
-  if (rows < MIN_ROWS) throw new UserError(`${source}: ${rows} data row(s); nf needs at least ${MIN_ROWS} to fit and validate a flow`);
+  if (rows < MIN_ROWS) {
+    const dropped = table.stats.dropped;
+    const what =
+      rows === 0 && dropped === 0
+        ? table.layout.hasHeader
+          ? 'a header but no data rows'
+          : 'no data rows'
+        : dropped > 0
+          ? `${rows} data row(s) left after --drop-invalid skipped ${dropped}`
+          : `only ${rows} data row(s)`;
+    throw new UserError(`${source}: ${what}; nf needs at least ${MIN_ROWS} rows to fit and validate a flow`);
+  }
   const data = table.data;
 
   const ints = integerColumns(data, rows, D);
@@ -53,10 +64,6 @@ export async function prepareData(source: string, table: Table, opts: PrepareOpt
       // Uniform dequantisation: x + u, u ~ U[0,1). Log-likelihoods then bound the discrete ones from below.
       for (let i = 0; i < rows; i++) for (let j = 0; j < D; j++) if (ints[j]) data[i * D + j] += opts.rng.uniform();
       dequantized.push(...intNames);
-    } else {
-      await opts.warn(
-        `integer-valued column(s) ${intNames.map((c) => `'${c}'`).join(', ')}: a continuous density of discrete data is degenerate; consider --dequantize`,
-      );
     }
   }
 
@@ -98,6 +105,12 @@ export async function prepareData(source: string, table: Table, opts: PrepareOpt
       const j = i % D;
       arr[i] = (arr[i] - mean[j]) / std[j];
     }
+  }
+  // Warnings only once the data are known to be usable: a failure stays one line.
+  if (intNames.length > 0 && !opts.dequantize) {
+    await opts.warn(
+      `integer-valued column(s) ${intNames.map((c) => `'${c}'`).join(', ')}: a continuous density of discrete data is degenerate; consider --dequantize`,
+    );
   }
   return { train, val, trainRows, valRows, standardization: { mean, std }, dequantized };
 }
