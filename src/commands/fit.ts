@@ -65,7 +65,7 @@ function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; en
       return;
     }
     if (got) {
-      say(`${sig} again: stopping now; nothing saved, any previous checkpoint at ${model} is unchanged`);
+      say(`${sig} again, stopping now: nothing saved; any previous checkpoint at ${model} is unchanged`);
       process.exit(exitCodeFor(sig));
     }
     got = sig;

@@ -1,0 +1,349 @@
+// The bad-input corpus (test/badinput/): every way a user can feed nf something wrong, run
+// through the real binary. A failure must exit 1 (2 for usage errors) with exactly one line
+// on stderr naming the file, line and column where that applies, nothing on stdout and no
+// stack trace. Also: faults while writing, and interrupting `fit`.
+import { test, before, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { cpSync, existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
+import { bin, example, root, runNf, runShell, tempDir } from './helpers.js';
+
+const corpus = (name) => join(root, 'test', 'badinput', name);
+const moons = join(root, 'models', 'moons');
+// Every run happens in a scratch directory so a case that wrongly succeeds cannot write ./nf-model in the repo.
+const cwd = tempDir('nf-badinput-');
+// The backend is not what is tested here, and wasm starts fastest (native TensorFlow takes ~1.5 s to load).
+const env = { NF_BACKEND: 'wasm' };
+const nf = (args, opts = {}) => runNf(args, { cwd, ...opts, env: { ...env, ...opts.env } });
+
+/** A clean failure: the exit code, one line on stderr matching `pattern`, nothing on stdout. */
+function assertFails(r, code, pattern, what) {
+  assert.equal(r.code, code, `${what}: exit ${r.code}, stderr: ${r.stderr}`);
+  assert.equal(r.stdout, '', `${what}: nothing on stdout`);
+  assert.match(r.stderr, /^nf: error: [^\n]+\n$/, `${what}: exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
+  assert.doesNotMatch(r.stderr, /internal error|\bat .*:\d+:\d+/, `${what}: no stack trace`);
+  assert.match(r.stderr, pattern, what);
+}
+
+/** Runs `jobs` (functions returning promises) a few at a time: the corpus is mostly process start-up. */
+async function inBatches(jobs, size = 4) {
+  for (let i = 0; i < jobs.length; i += size) await Promise.all(jobs.slice(i, i + size).map((j) => j()));
+}
+
+const fitArgs = (file, ...more) => ['fit', corpus(file), '-m', join(cwd, 'never-written'), '--epochs', '1', ...more];
+
+test('malformed CSV is refused with file, line and column (exit 1, one line)', async () => {
+  const cases = [
+    ['empty file', fitArgs('empty.csv'), /empty\.csv: empty input \(no rows\)/],
+    ['blank lines only', fitArgs('blank-lines.csv'), /blank-lines\.csv: empty input/],
+    ['a BOM and nothing else', ['logprob', corpus('bom-only.csv'), '-m', moons], /bom-only\.csv: empty input/],
+    ['header only (fit)', fitArgs('header-only.csv'), /header-only\.csv: a header but no data rows; nf needs at least 10 rows/],
+    ['header only (eval)', ['eval', corpus('header-only.csv'), '-m', moons], /header-only\.csv: no data rows to evaluate \(only a header\)/],
+    ['ragged row, short', fitArgs('ragged-short.csv'), /ragged-short\.csv:3: ragged row: 1 field\(s\), expected 2 like the header/],
+    ['ragged row, long', ['logprob', corpus('ragged-long.csv'), '-m', moons], /ragged-long\.csv:3: ragged row: 3 field\(s\), expected 2/],
+    ['non-numeric cell', fitArgs('text-cell.csv'), /text-cell\.csv:4: column 'x1' \(1\): 'abc' is not a number/],
+    ['text column', fitArgs('text-column.csv'), /text-column\.csv:2: column 'name' \(1\): 'row0' is not a number; choose numeric columns with --columns/],
+    ['decimal commas', fitArgs('decimal-comma.csv'), /decimal-comma\.csv:2: column 'x1' \(1\): '2,3155207' is not a number \(nf reads '\.' as the decimal separator\)/],
+    [
+      'missing and non-finite values (fit)',
+      fitArgs('missing-values.csv'),
+      /missing-values\.csv:3: column 'x2' \(2\): empty cell; 5 rows have missing, non-finite or too-large values \(lines 3, 5, 7, 9, 11\); use --drop-invalid to skip such rows/,
+    ],
+    [
+      'missing and non-finite values (logprob)',
+      ['logprob', corpus('missing-values.csv'), '-m', moons],
+      /missing-values\.csv:3: .*5 rows .*\(lines 3, 5, 7, 9, 11\); use --drop-invalid to give such rows an empty logprob/,
+    ],
+    ['missing and non-finite values (eval)', ['eval', corpus('missing-values.csv'), '-m', moons], /5 rows .*use --drop-invalid to leave such rows out/],
+    ['1e308 overflows float32', fitArgs('overflow.csv'), /overflow\.csv:3: column 'x1' \(1\): '1e308' is too large for float32; 2 rows .*\(lines 3, 4\)/],
+    ['duplicate column names', ['logprob', corpus('duplicate-names.csv'), '-m', moons], /duplicate-names\.csv:1: duplicate column name 'x1' \(columns 1 and 3\)/],
+    ['empty column name', fitArgs('empty-name.csv'), /empty-name\.csv:1: column 1 has an empty name in the header/],
+    ['unclosed quote', fitArgs('unclosed-quote.csv'), /unclosed-quote\.csv:3: malformed CSV: a quoted field is not closed/],
+    ['stray quote', fitArgs('stray-quote.csv'), /stray-quote\.csv:3: malformed CSV: a quote inside an unquoted field/],
+    ['binary file', fitArgs('binary.csv'), /binary\.csv:\d+: (ragged row|column)/],
+    ['--columns names a missing column', fitArgs('plain.csv', '--columns', 'x1,zz'), /plain\.csv: --columns: no column named 'zz' \(columns: x1, x2\)/],
+    ['--columns index out of range', fitArgs('plain.csv', '--columns', '1,5'), /plain\.csv: --columns 5: there are only 2 columns/],
+    ['a single row', fitArgs('single-row.csv'), /single-row\.csv: only 1 data row\(s\); nf needs at least 10 rows/],
+    ['fewer rows than the minimum', fitArgs('too-few-rows.csv'), /too-few-rows\.csv: only 5 data row\(s\); nf needs at least 10/],
+    ['--drop-invalid leaves too few rows', fitArgs('overflow.csv', '--drop-invalid'), /overflow\.csv: 1 data row\(s\) left after --drop-invalid skipped 2/],
+    ['one column', fitArgs('one-column.csv'), /one-column\.csv: nf needs at least 2 numeric columns, got 1 \('x1'\)/],
+    ['constant column', fitArgs('constant-column.csv'), /constant-column\.csv: column 'c' is constant \(3\) .*leave it out with --columns/],
+    ['input file missing', fitArgs('no-such-file.csv'), /no-such-file\.csv: no such file/],
+    ['input is a directory', ['logprob', join(root, 'test', 'badinput'), '-m', moons], /badinput: is a directory/],
+  ];
+  await inBatches(cases.map(([what, args, pattern]) => async () => assertFails(await nf(args), 1, pattern, what)));
+  assert.ok(!existsSync(join(cwd, 'never-written')), 'no checkpoint from a failed fit');
+});
+
+test('input whose columns do not match the model is refused by name, count or position', async () => {
+  const cases = [
+    ['other names', ['logprob', corpus('renamed-columns.csv'), '-m', moons], /renamed-columns\.csv: missing column\(s\) 'x1', 'x2' that the model needs \(model columns: x1, x2; input: a, b\)/],
+    ['fewer columns', ['eval', corpus('fewer-columns.csv'), '-m', moons], /fewer-columns\.csv: missing column\(s\) 'x2'/],
+    ['more columns, no header', ['logprob', corpus('more-columns-no-header.csv'), '-m', moons], /3 column\(s\) without a header, the model has 2 \(x1, x2\)/],
+    ['no header, --no-header given', ['eval', corpus('more-columns-no-header.csv'), '-m', moons, '--no-header'], /3 column\(s\) without a header/],
+  ];
+  await inBatches(cases.map(([what, args, pattern]) => async () => assertFails(await nf(args), 1, pattern, what)));
+});
+
+test('formats users produce give the same log densities as plain CSV', async () => {
+  const plain = await nf(['logprob', corpus('plain.csv'), '-m', moons]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(plain.stdout.trim().split('\n').length, 13);
+  const files = ['crlf.csv', 'bom.csv', 'semicolon.csv', 'tab.tsv', 'quoted.csv', 'order.csv', 'unused-columns.csv', 'no-header.csv', 'text-column.csv'];
+  await inBatches(
+    files.map((f) => async () => {
+      const r = await nf(['logprob', corpus(f), '-m', moons]);
+      assert.equal(r.code, 0, `${f}: ${r.stderr}`);
+      assert.equal(r.stderr, '', f);
+      assert.equal(r.stdout, plain.stdout, `${f}: same log densities as plain.csv`);
+    }),
+  );
+  // --append keeps the input's cells, re-quoted for a comma-separated output.
+  const appended = await nf(['logprob', '--append', corpus('quoted.csv'), '-m', moons]);
+  assert.equal(appended.code, 0, appended.stderr);
+  assert.match(appended.stdout, /^note,x1,x2,logprob\nplain,2\.3155207,-0\.56333792,-?\d/);
+  assert.match(appended.stdout, /\n"with, comma",1\.9025768,/);
+  assert.match(appended.stdout, /\n"with ""quotes""",/);
+  assert.match(appended.stdout, /\n"two\nlines",/);
+});
+
+test('header only and a single row: logprob writes exactly one row per input row', async () => {
+  const header = await nf(['logprob', corpus('header-only.csv'), '-m', moons]);
+  assert.equal(header.code, 0, header.stderr);
+  assert.equal(header.stdout, 'logprob\n');
+  const appended = await nf(['logprob', '--append', corpus('header-only.csv'), '-m', moons]);
+  assert.equal(appended.stdout, 'x1,x2,logprob\n');
+  const one = await nf(['logprob', corpus('single-row.csv'), '-m', moons]);
+  assert.equal(one.code, 0, one.stderr);
+  assert.match(one.stdout, /^logprob\n-?\d[^\n]*\n$/);
+});
+
+test('--drop-invalid: logprob keeps alignment with empty cells, eval and fit skip and count', async () => {
+  const lp = await nf(['logprob', '--append', '--drop-invalid', corpus('missing-values.csv'), '-m', moons]);
+  assert.equal(lp.code, 0, lp.stderr);
+  const lines = lp.stdout.trim().split('\n');
+  const input = readFileSync(corpus('missing-values.csv'), 'utf8').trim().split('\n');
+  assert.equal(lines.length, input.length, 'one output row per input row');
+  lines.slice(1).forEach((l, i) => {
+    const invalid = [2, 4, 6, 8, 10].includes(i + 1);
+    assert.equal(l.startsWith(input[i + 1] + ','), true, l);
+    if (invalid) assert.ok(l.endsWith(','), `row ${i + 1} has an empty logprob: ${l}`);
+    else assert.match(l, /,-?\d[\d.e+-]*$/, l);
+  });
+  assert.match(lp.stderr, /^nf: warning: 5 row\(s\) with missing or non-finite values got an empty logprob \(first: .*missing-values\.csv:3: column 'x2' \(2\): empty cell\)\n$/);
+
+  const ev = await nf(['eval', '--json', '--drop-invalid', corpus('missing-values.csv'), '-m', moons]);
+  assert.equal(ev.code, 0, ev.stderr);
+  const e = JSON.parse(ev.stdout);
+  assert.equal(e.rows, 12);
+  assert.equal(e.droppedRows, 5);
+  assert.match(ev.stderr, /^nf: warning: skipped 5 row\(s\)/);
+
+  const m = join(cwd, 'dropped');
+  const fit = await nf(['fit', corpus('missing-values.csv'), '-m', m, '--epochs', '1', '--seed', '1', '--drop-invalid', '--json']);
+  assert.equal(fit.code, 0, fit.stderr);
+  assert.equal(JSON.parse(fit.stdout).droppedRows, 5);
+  assert.match(fit.stderr, /warning: skipped 5 row\(s\) with missing or non-finite values \(first: .*missing-values\.csv:3/);
+});
+
+test('integer-valued columns: a warning, and --dequantize fits with noise added', async () => {
+  const plain = await nf(['fit', corpus('integer-columns.csv'), '-m', join(cwd, 'int'), '--epochs', '1', '--seed', '1']);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stderr, /warning: integer-valued column\(s\) 'count', 'level': .*degenerate; consider --dequantize/);
+  const deq = await nf(['fit', corpus('integer-columns.csv'), '-m', join(cwd, 'deq'), '--epochs', '1', '--seed', '1', '--dequantize']);
+  assert.equal(deq.code, 0, deq.stderr);
+  assert.doesNotMatch(deq.stderr, /integer-valued/);
+  const info = JSON.parse((await nf(['info', '--json', '-m', join(cwd, 'deq')])).stdout);
+  assert.equal(info.training.dequantize, true);
+});
+
+test('bad options are usage errors: exit 2, one line, nothing on stdout', async () => {
+  const csv = corpus('plain.csv');
+  const cases = [
+    ['sample', '-m', moons, '-n', '0'],
+    ['sample', '-m', moons, '-n', '-5'],
+    ['sample', '-m', moons, '-n', '1.5'],
+    ['sample', '-m', moons, '-n', 'many'],
+    ['sample', '-m', moons, '--temperature', '0'],
+    ['sample', '-m', moons, '--temperature', '-1'],
+    ['sample', '-m', moons, '--seed', '-1'],
+    ['sample', '-m'],
+    ['fit', csv, '--layers', '0'],
+    ['fit', csv, '--hidden', '0'],
+    ['fit', csv, '--epochs', '0'],
+    ['fit', csv, '--batch-size', '0'],
+    ['fit', csv, '--patience', '0'],
+    ['fit', csv, '--lr', '-1'],
+    ['fit', csv, '--lr', '0'],
+    ['fit', csv, '--lr', 'nan'],
+    ['fit', csv, '--val-split', '1.5'],
+    ['fit', csv, '--val-split', '0'],
+    ['fit', csv, '--columns', 'x1,,x2'],
+    ['fit', csv, '--columns', 'x1,x1'],
+    ['fit', csv, 'extra.csv'],
+    ['fit', csv, '--backend', 'gpu'],
+    ['eval'],
+    ['frobnicate'],
+  ];
+  await inBatches(cases.map((args) => async () => assertFails(await nf(args), 2, /./, args.join(' '))));
+  assertFails(await nf(['sample', '-m', moons], { env: { NF_BACKEND: 'gpu' } }), 2, /unknown backend 'gpu' \(expected one of: tensorflow, wasm, cpu\)/, 'NF_BACKEND=gpu');
+});
+
+test('unwritable output: clear error, exit 1, nothing half-written', async () => {
+  const dir = tempDir('nf-badout-');
+  const file = join(dir, 'a-file.csv');
+  writeFileSync(file, 'not a directory\n');
+  await inBatches([
+    async () => assertFails(await nf(['sample', '-m', moons, '-n', '5', '-o', join(dir, 'missing', 'out.csv')]), 1, /out\.csv: cannot write: no such directory/, 'missing directory'),
+    async () => assertFails(await nf(['sample', '-m', moons, '-n', '5', '-o', dir]), 1, /is a directory; give a file name/, 'a directory'),
+    async () => assertFails(await nf(['sample', '-m', moons, '-n', '5', '-o', join(file, 'out.csv')]), 1, /cannot write: .*a-file\.csv is not a directory/, 'under a file'),
+    // The checkpoint path is checked before training, so this fails at once.
+    async () => assertFails(await nf(['fit', example('moons.csv'), '-m', join(file, 'model')]), 1, /model: cannot write a checkpoint there: .*a-file\.csv is a file, not a directory/, 'fit -m under a file'),
+    async () => assertFails(await nf(['fit', example('moons.csv'), '-m', '/proc/nf-model']), 1, /\/proc\/nf-model: cannot write a checkpoint there/, 'fit -m in /proc'),
+  ]);
+  assert.equal(readFileSync(file, 'utf8'), 'not a directory\n');
+  assert.deepEqual(readdirSync(dir), ['a-file.csv'], 'no temporary files left behind');
+});
+
+test('a full disk: sample -o /dev/full and stdout on /dev/full fail cleanly', { skip: !existsSync('/dev/full') && 'no /dev/full' }, async () => {
+  assertFails(await nf(['sample', '-m', moons, '-n', '100000', '-o', '/dev/full']), 1, /\/dev\/full: cannot write: no space left on device/, 'sample -o /dev/full');
+  assert.ok(statSync('/dev/full').isCharacterDevice(), 'the device is written to, never replaced');
+  const r = await runShell(`$NF logprob '${corpus('plain.csv')}' -m '${moons}' > /dev/full`, { cwd, env });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^nf: error: stdout: cannot write: no space left on device\n$/);
+});
+
+test('logprob big.csv | head ends quietly with exit 0', async () => {
+  const big = join(tempDir('nf-big-'), 'big.csv');
+  const row = readFileSync(corpus('plain.csv'), 'utf8').trim().split('\n').slice(1).join('\n') + '\n';
+  writeFileSync(big, 'x1,x2\n' + row.repeat(5000));
+  const r = await runShell(`set -o pipefail; $NF logprob '${big}' -m '${moons}' | head -3`, { cwd, env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  assert.equal(r.stdout.split('\n').length, 4);
+});
+
+// ---------------------------------------------------------------- interrupting fit
+
+/** Starts `nf fit` and returns the child plus a promise of its result. */
+function startFit(args, { input } = {}) {
+  const child = spawn(process.execPath, [bin, 'fit', ...args], { cwd, env: { ...process.env, NO_COLOR: '1', NF_MODEL: '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdin.on('error', () => {});
+  if (input !== undefined) child.stdin.write(input);
+  else child.stdin.end();
+  const done = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, done };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const snapshot = (dir) => ({ json: readFileSync(join(dir, 'model.json')), weights: readFileSync(join(dir, 'weights.bin')) });
+const leftovers = (parent) => readdirSync(parent).filter((f) => f.startsWith('.'));
+
+let bigMoons;
+let scores;
+before(async () => {
+  // Three copies of the moons data: with --batch-size 1 the first epoch takes many seconds.
+  const dir = tempDir('nf-sig-');
+  const text = readFileSync(example('moons.csv'), 'utf8');
+  const rows = text.slice(text.indexOf('\n') + 1);
+  bigMoons = join(dir, 'moons3.csv');
+  writeFileSync(bigMoons, 'x1,x2\n' + rows + rows + rows);
+  scores = (await nf(['logprob', example('moons-test.csv'), '-m', moons])).stdout;
+});
+
+/** A fresh copy of the bundled model, to play "the checkpoint that was there before". */
+function previousCheckpoint(name) {
+  const parent = tempDir('nf-prev-');
+  const dir = join(parent, name);
+  cpSync(moons, dir, { recursive: true });
+  return { parent, dir, before: snapshot(dir) };
+}
+
+async function assertUnchanged(prev) {
+  assert.deepEqual(snapshot(prev.dir), prev.before, 'previous checkpoint byte-identical');
+  assert.deepEqual(leftovers(prev.parent), [], 'no temporary directories');
+  const again = await nf(['logprob', example('moons-test.csv'), '-m', prev.dir]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stdout, scores, 'and it gives the same log densities');
+}
+
+// The scenarios are independent (each has its own directories) and mostly wait: run them side by side.
+describe('interrupting fit', { concurrency: true }, () => {
+  test('SIGINT after some epochs: saves the best weights so far, says so, exits 130', async () => {
+    const prev = previousCheckpoint('model');
+    // A tiny network with one big batch: an epoch takes milliseconds, so many finish before the signal.
+    const args = [example('moons.csv'), '-m', prev.dir, '--layers', '1', '--hidden', '4', '--batch-size', '4096', '--epochs', '1000000', '--patience', '1000000', '--seed', '5'];
+    let r;
+    for (const wait of [4000, 10000]) {
+      const { child, done } = startFit(args);
+      await sleep(wait);
+      child.kill('SIGINT');
+      r = await done;
+      if (!/before (training started|the first epoch)/.test(r.stderr)) break; // a slow machine: try again, waiting longer
+    }
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /SIGINT: stopping after the current step/);
+    assert.match(r.stderr, /saved .*model: rnvp 1×4 on 2 columns.*SIGINT: saved the best weights so far/);
+    assert.deepEqual(leftovers(prev.parent), []);
+    const info = await nf(['info', '--json', '-m', prev.dir]);
+    assert.equal(info.code, 0, info.stderr);
+    const meta = JSON.parse(info.stdout);
+    assert.equal(meta.training.stopReason, 'interrupted (SIGINT)');
+    assert.equal(meta.flow.layers, 1);
+    assert.ok(meta.training.epochs >= 1);
+  });
+
+  test('SIGINT before the first epoch finishes: nothing saved, previous checkpoint byte-identical', async () => {
+    const prev = previousCheckpoint('model');
+    const { child, done } = startFit([bigMoons, '-m', prev.dir, '--batch-size', '1', '--epochs', '5', '--seed', '5']);
+    await sleep(2500);
+    child.kill('SIGINT');
+    const r = await done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /SIGINT before (training started|the first epoch finished): nothing saved; any previous checkpoint at .*model is unchanged/);
+    await assertUnchanged(prev);
+  });
+
+  test('SIGINT while reading the input: nothing saved, the previous checkpoint survives', async () => {
+    // Reading stdin that never ends: the signal arrives before training starts.
+    const a = previousCheckpoint('model');
+    const reading = startFit(['-', '-m', a.dir], { input: 'x1,x2\n1,2\n3,4\n' });
+    await sleep(2500);
+    reading.child.kill('SIGINT');
+    const r = await reading.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /^nf: SIGINT before training started: nothing saved; any previous checkpoint at .*model is unchanged\n$/);
+    await assertUnchanged(a);
+  });
+
+  test('a second SIGTERM stops at once without saving', async () => {
+    const b = previousCheckpoint('model');
+    const twice = startFit([bigMoons, '-m', b.dir, '--batch-size', '1', '--epochs', '5', '--seed', '5']);
+    await sleep(2500);
+    twice.child.kill('SIGTERM');
+    await sleep(50);
+    twice.child.kill('SIGTERM');
+    const r = await twice.done;
+    assert.equal(r.code, 143, r.stderr);
+    // The second signal may find nf already winding down after the first; nothing is saved either way.
+    assert.match(r.stderr, /SIGTERM (again, stopping now|before training started|before the first epoch finished): nothing saved; any previous checkpoint at .*model is unchanged/);
+    await assertUnchanged(b);
+  });
+
+  test('SIGKILL mid-training: nothing is written until the end, so nothing is damaged', async () => {
+    const c = previousCheckpoint('model');
+    const killed = startFit([bigMoons, '-m', c.dir, '--batch-size', '1', '--epochs', '5', '--seed', '5']);
+    await sleep(2500);
+    killed.child.kill('SIGKILL');
+    const r = await killed.done;
+    assert.equal(r.signal, 'SIGKILL');
+    await assertUnchanged(c);
+  });
+});
