@@ -129,7 +129,7 @@ logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mj
     .argument('[points]', "CSV file, or '-' / omitted for stdin")
     .option('--no-header', 'the first row is data (default: detect a header)')
     .option('--append', 'write the input columns followed by logprob')
-    .option('--drop-invalid', 'rows with missing or non-finite values get an empty logprob, keeping one output row per input row (default: refuse them)')
+    .option('--drop-invalid', 'rows with missing or non-finite values get logprob nan, keeping one output row per input row (default: refuse them)')
     .action(async (input: string | undefined, raw: Common, cmd: Command) => {
       needsInput(cmd, input);
       const { logprob } = await import('./commands/score.js');

@@ -53,7 +53,7 @@ test('malformed CSV is refused with file, line and column (exit 1, one line)', a
     [
       'missing and non-finite values (logprob)',
       ['logprob', corpus('missing-values.csv'), '-m', moons],
-      /missing-values\.csv:3: .*5 rows .*\(lines 3, 5, 7, 9, 11\); use --drop-invalid to give such rows an empty logprob/,
+      /missing-values\.csv:3: .*5 rows .*\(lines 3, 5, 7, 9, 11\); use --drop-invalid to give such rows logprob nan/,
     ],
     ['missing and non-finite values (eval)', ['eval', corpus('missing-values.csv'), '-m', moons], /5 rows .*use --drop-invalid to leave such rows out/],
     ['1e308 overflows float32', fitArgs('overflow.csv'), /overflow\.csv:3: column 'x1' \(1\): '1e308' is too large for float32; 2 rows .*\(lines 3, 4\)/],
@@ -119,7 +119,7 @@ test('header only and a single row: logprob writes exactly one row per input row
   assert.match(one.stdout, /^logprob\n-?\d[^\n]*\n$/);
 });
 
-test('--drop-invalid: logprob keeps alignment with empty cells, eval and fit skip and count', async () => {
+test('--drop-invalid: logprob keeps alignment with nan, eval and fit skip and count', async () => {
   const lp = await nf(['logprob', '--append', '--drop-invalid', corpus('missing-values.csv'), '-m', moons]);
   assert.equal(lp.code, 0, lp.stderr);
   const lines = lp.stdout.trim().split('\n');
@@ -128,10 +128,12 @@ test('--drop-invalid: logprob keeps alignment with empty cells, eval and fit ski
   lines.slice(1).forEach((l, i) => {
     const invalid = [2, 4, 6, 8, 10].includes(i + 1);
     assert.equal(l.startsWith(input[i + 1] + ','), true, l);
-    if (invalid) assert.ok(l.endsWith(','), `row ${i + 1} has an empty logprob: ${l}`);
+    if (invalid) assert.ok(l.endsWith(',nan'), `row ${i + 1} has logprob nan: ${l}`);
     else assert.match(l, /,-?\d[\d.e+-]*$/, l);
   });
-  assert.match(lp.stderr, /^nf: warning: 5 row\(s\) with missing or non-finite values got an empty logprob \(first: .*missing-values\.csv:3: column 'x2' \(2\): empty cell\)\n$/);
+  const bare = await nf(['logprob', '--drop-invalid', '-q', corpus('missing-values.csv'), '-m', moons]);
+  assert.deepEqual(bare.stdout.trim().split('\n').map((l) => (l === 'nan' ? l : 'x')), ['x', ...lines.slice(1).map((l) => (l.endsWith(',nan') ? 'nan' : 'x'))], 'no blank lines without --append either');
+  assert.match(lp.stderr, /^nf: warning: 5 row\(s\) with missing or non-finite values got logprob nan \(first: .*missing-values\.csv:3: column 'x2' \(2\): empty cell\)\n$/);
 
   const ev = await nf(['eval', '--json', '--drop-invalid', corpus('missing-values.csv'), '-m', moons]);
   assert.equal(ev.code, 0, ev.stderr);

@@ -113,8 +113,9 @@ export async function logprob(input: string | undefined, opts: ScoreOptions): Pr
   const out = CsvWriter.toStdout();
   const stats: ReadStats = { rows: 0, dropped: 0 };
   // One output row per input row: with --drop-invalid, rows that cannot be scored keep
-  // their place with an empty logprob.
-  const invalid = { mode: opts.dropInvalid ? ('mark' as const) : ('fail' as const), hint: 'use --drop-invalid to give such rows an empty logprob' };
+  // their place with logprob `nan` (not an empty cell: without --append that would be a
+  // blank line, which CSV readers — pandas, nf itself — skip, breaking the alignment).
+  const invalid = { mode: opts.dropInvalid ? ('mark' as const) : ('fail' as const), hint: 'use --drop-invalid to give such rows logprob nan' };
   try {
     let headerDone = false;
     const writeHeader = async (layout: Layout | null): Promise<void> => {
@@ -128,7 +129,7 @@ export async function logprob(input: string | undefined, opts: ScoreOptions): Pr
       await writeHeader(layoutSeen);
       const { logp, rows, raw } = chunk;
       for (let i = 0; i < rows; i++) {
-        const v = chunk.invalid?.[i] ? '' : formatFloat32(logp[i]);
+        const v = chunk.invalid?.[i] ? 'nan' : formatFloat32(logp[i]);
         await out.line(raw ? `${raw[i].map(csvCell).join(',')},${v}` : v);
       }
     }
@@ -138,7 +139,7 @@ export async function logprob(input: string | undefined, opts: ScoreOptions): Pr
     model.dispose();
   }
   if (stats.dropped > 0) {
-    await warn(`${stats.dropped} row(s) with missing or non-finite values got an empty logprob (first: ${stats.firstDropped})`);
+    await warn(`${stats.dropped} row(s) with missing or non-finite values got logprob nan (first: ${stats.firstDropped})`);
   }
   return 0;
 }
