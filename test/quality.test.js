@@ -40,7 +40,7 @@ test('correlated Gaussian in odd units: test log-likelihood within 0.05 nats of 
 
 test('moons (3000-row fixture): default fit reaches a test log-likelihood near the truth', async () => {
   const m = join(dir, 'moons');
-  const fit = await runNf(['fit', example('moons.csv'), '-m', m, '--seed', '1', '--epochs', '80', '--json']);
+  const fit = await runNf(['fit', example('moons.csv'), '-m', m, '--seed', '1', '--epochs', '120', '--json']);
   assert.equal(fit.code, 0, fit.stderr);
   const ev = await runNf(['eval', example('moons-test.csv'), '-m', m, '--json']);
   assert.equal(ev.code, 0, ev.stderr);

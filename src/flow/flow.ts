@@ -147,8 +147,13 @@ export class Flow {
 
   /** Log density (nats, original units) of each row of x. */
   logProb(weights: CouplingWeights[], x: Tensor): Tensor {
+    return tf.tidy(() => this.logProbStandardized(weights, this.standardize(x)));
+  }
+
+  /** Log density (nats, original units) of rows already standardised. */
+  logProbStandardized(weights: CouplingWeights[], x0: Tensor): Tensor {
     return tf.tidy(() => {
-      const { z, logDet } = this.toBase(this.standardize(x), weights);
+      const { z, logDet } = this.toBase(x0, weights);
       const logBase = tf.mul(tf.sum(tf.square(z), 1), -0.5);
       return tf.sub(tf.add(logBase, logDet), this.spec.dim * HALF_LOG_2PI + this.logStdSum);
     });

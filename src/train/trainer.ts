@@ -83,6 +83,25 @@ function meanNll(flow: Flow, params: Float32Array, data: Tensor, rows: number): 
   return sum / rows;
 }
 
+/** Log density (original units) of each standardised row, in chunks. */
+export function rowLogProbs(flow: Flow, params: Float32Array, rows: Float32Array): Float32Array {
+  const D = flow.spec.dim;
+  const n = rows.length / D;
+  const out = new Float32Array(n);
+  const weights = flow.makeWeights(params);
+  try {
+    for (let start = 0; start < n; start += EVAL_CHUNK) {
+      const m = Math.min(EVAL_CHUNK, n - start);
+      const lp = tf.tidy(() => flow.logProbStandardized(weights, tf.tensor2d(rows.subarray(start * D, (start + m) * D), [m, D])));
+      out.set(lp.dataSync(), start);
+      lp.dispose();
+    }
+  } finally {
+    disposeWeights(weights);
+  }
+  return out;
+}
+
 /**
  * Trains `flow` from `init` on standardised rows (`train`, `val`: row-major, dim columns).
  * Returns the best parameters by validation NLL.
