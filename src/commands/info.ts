@@ -1,6 +1,7 @@
 /**
  * `nf info`: describes a checkpoint (no tensors needed), and optionally which backends load.
  */
+import { existsSync } from 'node:fs';
 import { loadCheckpoint } from '../checkpoint.js';
 import { probeBackends } from '../engine.js';
 import { paramCount } from '../flow/spec.js';
@@ -12,6 +13,13 @@ export interface InfoOptions {
 }
 
 export async function info(opts: InfoOptions): Promise<number> {
+  if (opts.backends && !existsSync(opts.model)) {
+    // `nf info --backends` on a machine without a model: just the engines.
+    const backends = await probeBackends();
+    if (opts.json) process.stdout.write(JSON.stringify({ backends }) + '\n');
+    else process.stdout.write(backends.map((b) => `backend ${b.backend.padEnd(10)} ${b.ok ? 'loads' : `unavailable: ${b.reason}`}`).join('\n') + '\n');
+    return 0;
+  }
   const { meta } = await loadCheckpoint(opts.model);
   const t = meta.training;
   const backends = opts.backends ? await probeBackends() : undefined;
