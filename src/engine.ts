@@ -1,6 +1,10 @@
 /**
- * Backend selection. Order of preference: native TensorFlow (tfjs-node, an optional
- * dependency whose install usually fails), then WebAssembly, then pure JS.
+ * Backend selection. Automatic order: WebAssembly, then native TensorFlow (tfjs-node, an
+ * optional dependency), then pure JS. WebAssembly comes first because it measured as fast
+ * as or faster than native for nf's models on 2 cores (moons, 8×64: 12–15k vs 7.6k
+ * samples/s; 8×128: 7.6–8.4k vs 7.0–8.4k) while native costs ~1.5 s and ~390 MB to load,
+ * which breaks the start-up and memory budgets of `logprob`. `--backend tensorflow` or
+ * NF_BACKEND=tensorflow still selects native.
  * tfjs is loaded with require(): measured ~200 ms faster than ESM import for the
  * large CommonJS bundles, which matters for `logprob` on a few rows.
  */
@@ -10,6 +14,8 @@ import { setTf, type Tf } from './tf.js';
 
 export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
+/** Tried in this order when no backend is requested (see the note at the top). */
+export const AUTO_ORDER: readonly BackendName[] = ['wasm', 'tensorflow', 'cpu'];
 
 export interface Engine {
   tf: Tf;
@@ -81,7 +87,7 @@ export async function startEngine(requested?: BackendName): Promise<Engine> {
     current = { tf, backend: requested, skipped };
     return current;
   }
-  for (const name of BACKENDS) {
+  for (const name of AUTO_ORDER) {
     const reason = await tryBackend(tf, name);
     if (!reason) {
       current = { tf, backend: name, skipped };

@@ -161,10 +161,13 @@ export class ParallelGradients implements GradientComputer {
   }
 }
 
-/** Threads to train with by default: one per core, up to 4, for the single-threaded backends. */
+/** Threads to train with: 1 unless NF_THREADS asks for more (single-threaded backends only). */
 export function defaultThreads(backend: BackendName): number {
   if (backend === 'tensorflow') return 1; // native TensorFlow already uses every core
   const env = Number(process.env.NF_THREADS);
-  if (Number.isInteger(env) && env >= 1) return env;
-  return Math.max(1, Math.min(4, availableParallelism()));
+  if (Number.isInteger(env) && env >= 1) return Math.min(env, availableParallelism());
+  // Off by default: on this 2-core machine two threads measured slower than one
+  // (moons 8×64: 8–10k vs 12–15k samples/s; 8×128: 6.3–6.5k vs 7.6–8.4k) — per-op
+  // overhead, not arithmetic, dominates a step at these sizes. NF_THREADS=n opts in.
+  return 1;
 }
