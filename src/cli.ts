@@ -129,6 +129,10 @@ logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mj
     .argument('[points]', "CSV file, or '-' / omitted for stdin")
     .option('--no-header', 'the first row is data (default: detect a header)')
     .option('--append', 'write the input columns followed by logprob')
+    .option(
+      '--rarity',
+      'add a column "rarity": the fraction of training rows with a lower density (0 = lower than anything seen in training; ~uniform on [0,1] for fresh data like the training data)',
+    )
     .option('--drop-invalid', 'rows with missing or non-finite values get logprob nan, keeping one output row per input row (default: refuse them)')
     .action(async (input: string | undefined, raw: Common, cmd: Command) => {
       needsInput(cmd, input);
@@ -152,14 +156,14 @@ logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mj
     .summary('fill missing cells with draws from the conditional density, CSV on stdout')
     .description(
       'Fill missing cells (empty, NA, NaN) in the model\'s columns with draws from p(missing | observed) under a saved flow ' +
-        '(importance-resampled starts, then adaptive random-walk Metropolis on the missing cells). Observed cells are never ' +
+        '(importance-resampled starts, then adaptive Metropolis–Hastings on the missing cells only). Observed cells are never ' +
         'changed, rows without gaps pass through, input order and columns are kept.',
     )
     .argument('[rows]', "CSV file, or '-' / omitted for stdin")
     .option('-k, --draws <n>', 'k draws per row: k consecutive output rows with a final "draw" column 1..k', integer(1, 100000))
     .option('--mean', 'one row per input row holding the posterior mean (average over the chains of -k draws; default k 100)')
     .option('--burn-in <n>', 'Metropolis sweeps of adaptation before draws are kept', integer(0, 1000000), 100)
-    .option('--thin <n>', 'sweeps between the kept draws of one chain', integer(1, 100000), 5)
+    .option('--thin <n>', 'sweeps between the kept draws of one chain', integer(1, 100000), 10)
     .option('-o, --output <file>', 'write to a file instead of stdout')
     .option('--no-header', 'the first row is data (default: detect a header)')
     .option('--seed <int>', 'random seed', seed)

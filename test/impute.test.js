@@ -126,6 +126,38 @@ test('conditional draws match the analytic Gaussian conditional (mean 0.8·a, sd
   assert.ok(Math.abs(a - 0.96) < 0.2, `E[a | b=1.2] ≈ 0.96, got ${a}`);
 });
 
+test("bimodal conditional (moons, x2 given x1 = 0.5): draws follow the model's own conditional, both modes in proportion", async () => {
+  // 20 copies of the row, 100 draws each: 200 chains in one batch, 2000 draws pooled.
+  const K = 2000;
+  const r = await runNf(['impute', '-m', moons, '-k', '100', '--seed', '3', '-q', '-'], { input: 'x1,x2\n' + '0.5,\n'.repeat(20) });
+  assert.equal(r.code, 0, r.stderr);
+  const draws = lines(r.stdout).slice(1).map((l) => Number(l.split(',')[1])).sort((a, b) => a - b);
+  // The exact conditional by quadrature: the model's density along the line x1 = 0.5.
+  const step = 0.004;
+  const grid = [];
+  for (let y = -4; y <= 4; y += step) grid.push(y);
+  const lp = await runNf(['logprob', '-m', moons, '-'], { input: 'x1,x2\n' + grid.map((y) => `0.5,${y}`).join('\n') + '\n' });
+  assert.equal(lp.code, 0, lp.stderr);
+  const logp = lines(lp.stdout).slice(1).map(Number);
+  const top = Math.max(...logp);
+  const w = logp.map((v) => Math.exp(v - top));
+  const total = w.reduce((a, b) => a + b, 0);
+  let cdf = 0;
+  let ks = 0;
+  let j = 0;
+  let upper = 0;
+  for (let i = 0; i < grid.length; i++) {
+    cdf += w[i] / total;
+    if (grid[i] > 0.3) upper += w[i] / total;
+    while (j < K && draws[j] <= grid[i] + step / 2) j++;
+    ks = Math.max(ks, Math.abs(cdf - j / K));
+  }
+  const upperDraws = draws.filter((v) => v > 0.3).length / K;
+  assert.ok(upper > 0.3 && upper < 0.8, `the conditional is bimodal here (upper mode ${upper.toFixed(3)})`);
+  assert.ok(Math.abs(upperDraws - upper) < 0.05, `upper-mode share ${upperDraws.toFixed(3)} vs ${upper.toFixed(3)}`);
+  assert.ok(ks < 0.06, `Kolmogorov–Smirnov distance to the quadrature conditional ${ks.toFixed(4)}`);
+});
+
 test('impute refuses what it cannot condition on, and bad options', async () => {
   const inf = await runNf(['impute', '-m', moons, '-'], { input: 'x1,x2\n1,inf\n' });
   assert.equal(inf.code, 1);

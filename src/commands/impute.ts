@@ -63,6 +63,7 @@ interface Tally {
   allMissing: number;
   cells: number;
   acceptedWeighted: number;
+  jumpsWeighted: number;
   sampledRows: number;
 }
 
@@ -99,7 +100,7 @@ export async function impute(input: string | undefined, opts: ImputeOptions): Pr
   const density = densityOf(model);
   const src = openSource(input);
   const stats: ReadStats = { rows: 0, dropped: 0 };
-  const tally: Tally = { rows: 0, complete: 0, allMissing: 0, cells: 0, acceptedWeighted: 0, sampledRows: 0 };
+  const tally: Tally = { rows: 0, complete: 0, allMissing: 0, cells: 0, acceptedWeighted: 0, jumpsWeighted: 0, sampledRows: 0 };
   let layout: Layout | null = null;
   let headerDone = false;
   const writeHeader = async (): Promise<void> => {
@@ -158,10 +159,10 @@ export async function impute(input: string | undefined, opts: ImputeOptions): Pr
   } finally {
     model.dispose();
   }
-  const acc = tally.sampledRows > 0 ? `; Metropolis acceptance ${(tally.acceptedWeighted / tally.sampledRows).toFixed(2)}` : '';
-  note(
-    `imputed ${tally.cells} cell(s) in ${tally.rows - tally.complete} of ${tally.rows} row(s) (${tally.allMissing} with every model column missing)${acc}`,
-  );
+  const rate = (v: number): string => (v / tally.sampledRows).toFixed(2);
+  const acc = tally.sampledRows > 0 ? `; acceptance ${rate(tally.acceptedWeighted)} (random walk), ${rate(tally.jumpsWeighted)} (jumps)` : '';
+  if (tally.cells === 0) note(`no missing cells in ${tally.rows} row(s); passed them through`);
+  else note(`imputed ${tally.cells} cell(s) in ${tally.rows - tally.complete} of ${tally.rows} row(s) (${tally.allMissing} with every model column missing)${acc}`);
   return 0;
 }
 
@@ -220,6 +221,7 @@ function fill(
     });
     if (Number.isFinite(res.acceptance)) {
       tally.acceptedWeighted += res.acceptance * P;
+      tally.jumpsWeighted += (Number.isFinite(res.jumpAcceptance) ? res.jumpAcceptance : 0) * P;
       tally.sampledRows += P;
     }
   }

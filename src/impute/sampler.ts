@@ -7,12 +7,14 @@
  *    coordinates, bandwidth h). Weights p(x_obs, x_mis) / q(x_mis) are exact up to a
  *    per-row constant, so resampling the chains' starting points from them puts the
  *    chains roughly where the conditional has its mass, in proportion across modes.
- * 2. Refine (random-walk Metropolis on the missing block of each row, several chains per
- *    row): proposals y = x + σ·L·ε in standardised units. During burn-in σ is adapted
- *    per chain towards a target acceptance rate (Robbins–Monro), and halfway through L
- *    is re-estimated from the chains' own covariance (pooled per row); both are frozen
- *    afterwards, so the kept states come from a fixed Metropolis kernel whose stationary
- *    law is the conditional.
+ * 2. Refine (Metropolis–Hastings on the missing block of each row, several chains per
+ *    row). Two moves alternate: a random walk y = x + σ·L·ε in standardised units, and
+ *    (every third sweep) an independence proposal from q, which lets a chain move
+ *    between modes with the right odds. During burn-in σ is adapted per chain towards a
+ *    target acceptance rate (Robbins–Monro), and halfway through L is re-estimated from
+ *    the chains' own covariance (pooled per row); both are frozen afterwards, so the kept
+ *    states come from fixed Metropolis–Hastings kernels whose stationary law is the
+ *    conditional.
  *
  * Each sweep evaluates every chain of every row in one call to `logDensity`, which is
  * what makes this fast on a batched tensor backend.
@@ -59,8 +61,10 @@ export interface SamplerResult {
   draws: Float32Array;
   /** rows × dim: average over every chain state of the sampling phase. */
   mean: Float64Array;
-  /** Fraction of accepted proposals after burn-in. */
+  /** Fraction of accepted random-walk proposals after burn-in. */
   acceptance: number;
+  /** Fraction of accepted independence (jump) proposals after burn-in. */
+  jumpAcceptance: number;
 }
 
 /** Where each row's missing coordinates live in the flat per-row arrays. */
@@ -97,6 +101,8 @@ function layoutOf(p: PartialRows, dim: number): Layout {
 }
 
 const ROBBINS_MONRO_DECAY = 0.6;
+/** Every JUMP_EVERY-th sweep is an independence move from the kernel proposal (lets chains change modes). */
+const JUMP_EVERY = 3;
 const LOG_SIGMA_MIN = Math.log(1e-4);
 const LOG_SIGMA_MAX = Math.log(10);
 
@@ -130,7 +136,7 @@ export function imputeRows(density: Density, p: PartialRows, s: SamplerSettings,
   const chol = new Float64Array(L.sqOff[R]);
   const logSigma = new Float64Array(C);
 
-  initialise(density, p, s, rng, L, { u, uAt, x, lp, chol, mean, std, chains: c });
+  const kernel = initialise(density, p, s, rng, L, { u, uAt, x, lp, chol, mean, std, chains: c });
   for (let ch = 0; ch < C; ch++) logSigma[ch] = startLogSigma(L.d[Math.floor(ch / c)]);
 
   const perChain = Math.ceil(s.draws / c);
@@ -150,35 +156,41 @@ export function imputeRows(density: Density, p: PartialRows, s: SamplerSettings,
   const uy = new Float64Array(c * L.off[R]);
   const eps = new Float64Array(maxD);
   const step = new Float64Array(maxD);
-  let accepted = 0;
-  let proposed = 0;
+  const walks = { accepted: 0, proposed: 0 };
+  const jumps = { accepted: 0, proposed: 0 };
 
+  // Log proposal-density correction of each chain's move: 0 for the symmetric random walk.
+  const correction = new Float64Array(C);
   for (let sweep = 0; sweep < total; sweep++) {
     const burning = sweep < s.burnIn;
+    const jump = sweep % JUMP_EVERY === JUMP_EVERY - 1;
     // Propose for every chain.
     for (let ch = 0; ch < C; ch++) {
       const r = Math.floor(ch / c);
       const d = L.d[r];
       const at = uAt(ch);
-      for (let t = 0; t < d; t++) eps[t] = rng.normal();
-      lowerTimes(chol, L.sqOff[r], d, eps, step);
-      const sigma = Math.exp(logSigma[ch]);
+      if (jump) {
+        correction[ch] = kernel.propose(r, u, at, uy, rng);
+      } else {
+        for (let t = 0; t < d; t++) eps[t] = rng.normal();
+        lowerTimes(chol, L.sqOff[r], d, eps, step);
+        const sigma = Math.exp(logSigma[ch]);
+        for (let t = 0; t < d; t++) uy[at + t] = u[at + t] + sigma * step[t];
+      }
       for (let t = 0; t < d; t++) {
         const k = L.coords[L.off[r] + t];
-        const v = u[at + t] + sigma * step[t];
-        uy[at + t] = v;
-        y[ch * D + k] = mean[k] + std[k] * v;
+        y[ch * D + k] = mean[k] + std[k] * uy[at + t];
       }
     }
     const lpy = density.logDensity(y, C);
-    // Accept or reject; adapt the step size while burning in.
+    // Accept or reject; adapt the random walk's step size while burning in.
     const gamma = 1 / Math.pow(sinceReset + 1, ROBBINS_MONRO_DECAY);
     for (let ch = 0; ch < C; ch++) {
       const r = Math.floor(ch / c);
       const d = L.d[r];
       const at = uAt(ch);
       const next = lpy[ch];
-      const delta = Number.isFinite(next) ? next - lp[ch] : Number.NEGATIVE_INFINITY;
+      const delta = Number.isFinite(next) ? next - lp[ch] + (jump ? correction[ch] : 0) : Number.NEGATIVE_INFINITY;
       const accProb = delta >= 0 ? 1 : Math.exp(delta);
       if (rng.uniform() < accProb) {
         lp[ch] = next;
@@ -187,7 +199,7 @@ export function imputeRows(density: Density, p: PartialRows, s: SamplerSettings,
           u[at + t] = uy[at + t];
           x[ch * D + k] = y[ch * D + k];
         }
-        if (!burning) accepted += 1;
+        if (!burning) (jump ? jumps : walks).accepted += 1;
       } else {
         for (let t = 0; t < d; t++) {
           const k = L.coords[L.off[r] + t];
@@ -195,13 +207,15 @@ export function imputeRows(density: Density, p: PartialRows, s: SamplerSettings,
         }
       }
       if (burning) {
-        const ls = logSigma[ch] + gamma * (accProb - targetAcceptance(d));
-        logSigma[ch] = Math.min(LOG_SIGMA_MAX, Math.max(LOG_SIGMA_MIN, ls));
+        if (!jump) {
+          const ls = logSigma[ch] + gamma * (accProb - targetAcceptance(d));
+          logSigma[ch] = Math.min(LOG_SIGMA_MAX, Math.max(LOG_SIGMA_MIN, ls));
+        }
       } else {
-        proposed += 1;
+        (jump ? jumps : walks).proposed += 1;
       }
     }
-    sinceReset += 1;
+    if (!jump) sinceReset += 1;
 
     if (burning) {
       const w = windows.find((win) => sweep >= win.from && sweep < win.to);
@@ -240,7 +254,8 @@ export function imputeRows(density: Density, p: PartialRows, s: SamplerSettings,
   const states = c * sampleSweeps;
   const meanOut = new Float64Array(R * D);
   for (let i = 0; i < R * D; i++) meanOut[i] = p.missing[i] ? meanSum[i] / states : p.values[i];
-  return { draws, mean: meanOut, acceptance: proposed > 0 ? accepted / proposed : Number.NaN };
+  const rate = (m: { accepted: number; proposed: number }): number => (m.proposed > 0 ? m.accepted / m.proposed : Number.NaN);
+  return { draws, mean: meanOut, acceptance: rate(walks), jumpAcceptance: rate(jumps) };
 }
 
 interface ChainState {
@@ -254,8 +269,54 @@ interface ChainState {
   chains: number;
 }
 
+/**
+ * The kernel density q around model draws that the starting points are drawn from, also
+ * used as an independence proposal: a chain can jump to wherever q puts mass, e.g. to
+ * another mode of the conditional, which a random walk would rarely reach.
+ */
+class KernelProposal {
+  private readonly sq: Float64Array;
+
+  constructor(
+    private readonly L: Layout,
+    /** M × dim standardised model draws. */
+    private readonly centres: Float64Array,
+    private readonly M: number,
+    /** Per-row bandwidth. */
+    private readonly bandwidth: Float64Array,
+  ) {
+    this.sq = new Float64Array(M);
+  }
+
+  /** log q of the point at `v[at..]` for row r, up to a per-row constant. */
+  logQ(r: number, v: Float64Array, at: number): number {
+    const { L, M } = this;
+    const d = L.d[r];
+    const h = this.bandwidth[r];
+    for (let l = 0; l < M; l++) {
+      let sq = 0;
+      for (let t = 0; t < d; t++) {
+        const diff = v[at + t] - this.centres[l * L.dim + L.coords[L.off[r] + t]];
+        sq += diff * diff;
+      }
+      this.sq[l] = (-0.5 * sq) / (h * h);
+    }
+    return logSumExp(this.sq, M);
+  }
+
+  /** Writes a draw from q for row r at `out[at..]`; returns log q(current) − log q(draw). */
+  propose(r: number, current: Float64Array, at: number, out: Float64Array, rng: Rng): number {
+    const { L } = this;
+    const d = L.d[r];
+    const h = this.bandwidth[r];
+    const l = rng.int(this.M);
+    for (let t = 0; t < d; t++) out[at + t] = this.centres[l * L.dim + L.coords[L.off[r] + t]] + h * rng.normal();
+    return this.logQ(r, current, at) - this.logQ(r, out, at);
+  }
+}
+
 /** Starting points by sampling importance resampling, and a first proposal shape. */
-function initialise(density: Density, p: PartialRows, s: SamplerSettings, rng: Rng, L: Layout, st: ChainState): void {
+function initialise(density: Density, p: PartialRows, s: SamplerSettings, rng: Rng, L: Layout, st: ChainState): KernelProposal {
   const D = L.dim;
   const R = L.rows;
   const M = Math.max(1, s.candidates);
@@ -285,26 +346,17 @@ function initialise(density: Density, p: PartialRows, s: SamplerSettings, rng: R
   }
   const lpc = density.logDensity(cand, R * M);
 
+  const kernel = new KernelProposal(L, centres, M, bandwidth);
   const logw = new Float64Array(M);
-  const kernel = new Float64Array(M);
   const w = new Float64Array(M);
   const cov = new Float64Array(L.sqOff[R]);
   for (let r = 0; r < R; r++) {
     const d = L.d[r];
     const h = bandwidth[r];
     const base = M * L.off[r];
-    // log q(candidate j) up to a per-row constant: a Gaussian kernel mixture around the centres.
     for (let j = 0; j < M; j++) {
-      for (let l = 0; l < M; l++) {
-        let sq = 0;
-        for (let t = 0; t < d; t++) {
-          const diff = candU[base + j * d + t] - centres[l * D + L.coords[L.off[r] + t]];
-          sq += diff * diff;
-        }
-        kernel[l] = (-0.5 * sq) / (h * h);
-      }
       const v = lpc[r * M + j];
-      logw[j] = Number.isFinite(v) ? v - logSumExp(kernel, M) : Number.NEGATIVE_INFINITY;
+      logw[j] = Number.isFinite(v) ? v - kernel.logQ(r, candU, base + j * d) : Number.NEGATIVE_INFINITY;
     }
     const norm = logSumExp(logw, M);
     let ess = 0;
@@ -356,6 +408,7 @@ function initialise(density: Density, p: PartialRows, s: SamplerSettings, rng: R
       for (let a = 0; a < d; a++) st.chol[so + a * d + a] = h / 2;
     }
   }
+  return kernel;
 }
 
 /** Adds every chain's current state to its row's window sums. */
