@@ -11,6 +11,12 @@ import { loadCheckpoint, type ModelMeta } from '../checkpoint.js';
 import { requestedBackend, startEngine, type BackendName } from '../engine.js';
 import { Model } from '../model.js';
 import { warn } from '../terminal.js';
+import { rarity } from '../rarity.js';
+
+/** Rarity to 6 decimals: enough to rank, short enough to read. */
+function formatRarity(r: number): string {
+  return Number.isNaN(r) ? 'nan' : String(Number(r.toFixed(6)));
+}
 
 export interface ScoreOptions {
   model: string;
@@ -19,6 +25,19 @@ export interface ScoreOptions {
   dropInvalid?: boolean;
   json?: boolean;
   append?: boolean;
+  /** logprob: add a `rarity` column (fraction of training rows with lower density). */
+  rarity?: boolean;
+}
+
+/** The training log-density quantiles a checkpoint stores for --rarity, validated. */
+function rarityReference(meta: ModelMeta, model: string): number[] {
+  const q = (meta.training as unknown as { logprobQuantiles?: unknown }).logprobQuantiles;
+  if (q === undefined) {
+    throw new UserError(`${model}: this checkpoint has no training log-density reference for --rarity (refit it with this nf; reverse-KL fits have none)`);
+  }
+  const ok = Array.isArray(q) && q.length >= 2 && q.every((v, i) => typeof v === 'number' && Number.isFinite(v) && (i === 0 || v >= (q[i - 1] as number)));
+  if (!ok) throw new UserError(`${model}/model.json: training.logprobQuantiles must be an ascending list of finite numbers`);
+  return q as number[];
 }
 
 const CHUNK = 8192;
@@ -110,6 +129,7 @@ class LazyModel {
 
 export async function logprob(input: string | undefined, opts: ScoreOptions): Promise<number> {
   const model = await LazyModel.open(opts, input);
+  const reference = opts.rarity ? rarityReference(model.meta, opts.model) : null;
   const out = CsvWriter.toStdout();
   const stats: ReadStats = { rows: 0, dropped: 0 };
   // One output row per input row: with --drop-invalid, rows that cannot be scored keep
@@ -122,6 +142,7 @@ export async function logprob(input: string | undefined, opts: ScoreOptions): Pr
       if (headerDone) return;
       headerDone = true;
       const head = opts.append && layout ? [...layout.fileColumns.map(csvCell), 'logprob'] : ['logprob'];
+      if (reference) head.push('rarity');
       await out.line(head.join(','));
     };
     let layoutSeen: Layout | null = null;
@@ -129,7 +150,9 @@ export async function logprob(input: string | undefined, opts: ScoreOptions): Pr
       await writeHeader(layoutSeen);
       const { logp, rows, raw } = chunk;
       for (let i = 0; i < rows; i++) {
-        const v = chunk.invalid?.[i] ? 'nan' : formatFloat32(logp[i]);
+        const bad = chunk.invalid?.[i];
+        let v = bad ? 'nan' : formatFloat32(logp[i]);
+        if (reference) v += `,${bad ? 'nan' : formatRarity(rarity(reference, logp[i]))}`;
         await out.line(raw ? `${raw[i].map(csvCell).join(',')},${v}` : v);
       }
     }
