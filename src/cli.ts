@@ -133,10 +133,6 @@ logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mj
       '--rarity',
       'add a column "rarity": the fraction of training rows with a lower density (0 = lower than anything seen in training; ~uniform on [0,1] for fresh data like the training data)',
     )
-    .option(
-      '--rarity',
-      'add a column "rarity": the fraction of training rows with a lower density (0 = lower than anything seen in training; ~uniform on [0,1] for fresh data like the training data)',
-    )
     .option('--drop-invalid', 'rows with missing or non-finite values get logprob nan, keeping one output row per input row (default: refuse them)')
     .action(async (input: string | undefined, raw: Common, cmd: Command) => {
       needsInput(cmd, input);
