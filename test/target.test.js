@@ -35,9 +35,23 @@ test('banana target: log Z estimate matches the exact normaliser; the checkpoint
   assert.equal(ev.code, 0, ev.stderr);
   const got = JSON.parse(ev.stdout).meanLogLik;
   assert.ok(Math.abs(got - mean(truth)) < 0.1, `flow LL ${got} vs true ${mean(truth)}`);
-  const smp = await runNf(['sample', '-m', m, '-n', '5']);
+  // Draws from the saved model: the banana has mean (0, 0) and covariance diag(4, 2.25)
+  // (Var x2 = 0.25²·Var(x1²) + 0.5² = 0.0625·32 + 0.25); checked within ~4 standard errors.
+  const n = 5000;
+  const smp = await runNf(['sample', '-m', m, '-n', String(n), '--seed', '4']);
   assert.equal(smp.code, 0, smp.stderr);
-  assert.equal(parseCsv(smp.stdout).rows.length, 5);
+  const xs = parseCsv(smp.stdout).rows;
+  assert.equal(xs.length, n);
+  const m1 = mean(xs.map((r) => r[0]));
+  const m2 = mean(xs.map((r) => r[1]));
+  const v1 = mean(xs.map((r) => (r[0] - m1) ** 2));
+  const v2 = mean(xs.map((r) => (r[1] - m2) ** 2));
+  const c12 = mean(xs.map((r) => (r[0] - m1) * (r[1] - m2)));
+  assert.ok(Math.abs(m1) < 4 * Math.sqrt(4 / n), `mean x1 ${m1}`);
+  assert.ok(Math.abs(m2) < 4 * Math.sqrt(2.25 / n), `mean x2 ${m2}`);
+  assert.ok(Math.abs(v1 - 4) < 4 * 4 * Math.sqrt(2 / n), `var x1 ${v1}`);
+  assert.ok(Math.abs(v2 - 2.25) < 0.35, `var x2 ${v2}`);
+  assert.ok(Math.abs(c12) < 0.25, `cov ${c12}`);
 });
 
 test('bad target modules are refused with one line', async () => {
