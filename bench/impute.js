@@ -16,22 +16,15 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { defaultDataDir, nf, opt } from './common.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const dataDir = resolve(opt('data', join(root, '..', 'shared', 'data', 'gmm10d')));
+const dataDir = resolve(opt('data', join(defaultDataDir, 'gmm10d')));
 const maxRows = Number(opt('rows', '5000'));
 const hide = Number(opt('hide', '3'));
 const K = Number(opt('draws', '50'));
 const seed = Number(opt('seed', '0'));
 const imputeArgs = opt('impute-args', '').split(' ').filter(Boolean);
-const nf = join(root, 'bin', 'nf.js');
 const work = mkdtempSync(join(tmpdir(), 'nf-bench-impute-'));
 const modelDir = resolve(opt('model', join(work, 'model')));
 

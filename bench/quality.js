@@ -9,21 +9,14 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { defaultDataDir, nf, opt, root } from './common.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const dataDir = resolve(opt('data', process.env.NF_DATA ?? join(root, '..', 'shared', 'data')));
+const dataDir = resolve(opt('data', defaultDataDir));
 const only = opt('only', '')?.split(',').filter(Boolean);
 const seed = opt('seed', '0');
 const outDir = resolve(opt('out', join(root, 'bench', 'results')));
 const extra = opt('fit-args', '').split(' ').filter(Boolean);
-const nf = join(root, 'bin', 'nf.js');
 
 function readCsv(path) {
   const lines = readFileSync(path, 'utf8').trim().split(/\r?\n/);

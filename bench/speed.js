@@ -9,21 +9,13 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { defaultDataDir, flag, nf, opt, root } from './common.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const flag = (name) => args.includes(`--${name}`);
 const reps = Number(opt('reps', '3'));
 const bigRows = Number(opt('rows', '1000000'));
-const dataDir = resolve(opt('data', process.env.NF_DATA ?? join(root, '..', 'shared', 'data')));
+const dataDir = resolve(opt('data', defaultDataDir));
 const outDir = resolve(opt('out', join(root, 'bench', 'results')));
-const nf = join(root, 'bin', 'nf.js');
 const work = mkdtempSync(join(tmpdir(), 'nf-bench-speed-'));
 const timeBin = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
 

@@ -5,12 +5,12 @@
 import { saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
 import { registerAllGradients, requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
-import { initParams, makePermutations, type FlowSpec } from '../flow/spec.js';
+import { buildSpec, initParams } from '../flow/spec.js';
 import { Rng, freshSeed } from '../rng.js';
 import { loadTarget } from '../target.js';
 import { formatDuration, note, startProgress, warn } from '../terminal.js';
 import { trainReverseKl } from '../train/reverse-kl.js';
-import { defaultLayers, type FitOptions } from './fit.js';
+import type { FitOptions } from './fit.js';
 
 export const DEFAULT_TARGET_STEPS = 2000;
 const LOW_ESS = 0.1;
@@ -23,16 +23,7 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
   const seed = opts.seed ?? freshSeed();
   const rng = new Rng(seed);
   const D = target.dim;
-  const layers = opts.layers ?? defaultLayers(D);
-  const spec: FlowSpec = {
-    type: opts.flow,
-    dim: D,
-    layers,
-    hidden: opts.hidden,
-    hiddenLayers: 2,
-    scaleBound: 2,
-    permutations: makePermutations(D, layers, rng),
-  };
+  const spec = buildSpec(opts.flow, D, opts.hidden, opts.layers, rng);
   // No data, so no standardisation: the flow itself learns location and scale.
   const standardization = { mean: new Array<number>(D).fill(0), std: new Array<number>(D).fill(1) };
   const flow = new Flow(spec, standardization);

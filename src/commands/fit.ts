@@ -6,7 +6,7 @@ import { UserError } from '../errors.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
-import { initParams, makePermutations, type FlowSpec, type FlowType } from '../flow/spec.js';
+import { buildSpec, initParams, type FlowType } from '../flow/spec.js';
 import { prepareData } from '../train/prepare.js';
 import { Rng, freshSeed } from '../rng.js';
 import { formatDuration, note, startProgress, warn } from '../terminal.js';
@@ -93,17 +93,8 @@ function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; en
   };
 }
 
-/**
- * Coupling layers by dimension: above 2-D each layer transforms only half the coordinates
- * under a random permutation, and more layers measurably help (gmm10d, 10-D: test LL
- * −13.45 with 8 layers, −13.41 with 12, truth −13.17).
- */
 /** Validation rows needed before a stalled validation NLL is trusted to mean a plateau. */
 const PLATEAU_MIN_VAL_ROWS = 2000;
-
-export function defaultLayers(dim: number): number {
-  return dim <= 2 ? 8 : 12;
-}
 
 export async function fit(input: string | undefined, opts: FitOptions): Promise<number> {
   if (opts.target !== undefined) {
@@ -140,16 +131,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const D = table.columns.length;
 
   const engine = await startEngine(backendWanted);
-  const layers = opts.layers ?? defaultLayers(D);
-  const spec: FlowSpec = {
-    type: opts.flow,
-    dim: D,
-    layers,
-    hidden: opts.hidden,
-    hiddenLayers: 2,
-    scaleBound: 2,
-    permutations: makePermutations(D, layers, rng),
-  };
+  const spec = buildSpec(opts.flow, D, opts.hidden, opts.layers, rng);
   const flow = new Flow(spec, data.standardization);
   // Small data sets get smaller batches so an epoch still has several steps.
   const batchSize = opts.batchSize ?? Math.max(32, Math.min(512, Math.ceil(data.trainRows / 8)));

@@ -89,6 +89,21 @@ export function makePermutations(dim: number, layers: number, rng: Rng): number[
 }
 
 /**
+ * Coupling layers by dimension: above 2-D each layer transforms only half the coordinates
+ * under a random permutation, and more layers measurably help (gmm10d, 10-D: test LL
+ * −13.45 with 8 layers, −13.41 with 12, truth −13.17).
+ */
+export function defaultLayers(dim: number): number {
+  return dim <= 2 ? 8 : 12;
+}
+
+/** nf's architecture for `dim` columns: 2 hidden layers, log-scale bound 2, fixed permutations. */
+export function buildSpec(type: FlowType, dim: number, hidden: number, layers: number | undefined, rng: Rng): FlowSpec {
+  const n = layers ?? defaultLayers(dim);
+  return { type, dim, layers: n, hidden, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(dim, n, rng) };
+}
+
+/**
  * Initial parameters: uniform ±1/sqrt(fan_in) for hidden layers (PyTorch's default),
  * and zero for the last layer of every coupling net so each coupling starts as the identity.
  */
