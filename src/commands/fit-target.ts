@@ -23,7 +23,8 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
   const seed = opts.seed ?? freshSeed();
   const rng = new Rng(seed);
   const D = target.dim;
-  const spec = buildSpec(opts.flow, D, opts.hidden, opts.layers, rng);
+  // Fresh samples every step: as much data as it wants.
+  const spec = buildSpec(opts.flow, D, opts.hidden, opts.layers, Number.POSITIVE_INFINITY, rng);
   // No data, so no standardisation: the flow itself learns location and scale.
   const standardization = { mean: new Array<number>(D).fill(0), std: new Array<number>(D).fill(1) };
   const flow = new Flow(spec, standardization);

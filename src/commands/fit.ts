@@ -131,7 +131,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const D = table.columns.length;
 
   const engine = await startEngine(backendWanted);
-  const spec = buildSpec(opts.flow, D, opts.hidden, opts.layers, rng);
+  const spec = buildSpec(opts.flow, D, opts.hidden, opts.layers, data.trainRows, rng);
   const flow = new Flow(spec, data.standardization);
   // Small data sets get smaller batches so an epoch still has several steps.
   const batchSize = opts.batchSize ?? Math.max(32, Math.min(512, Math.ceil(data.trainRows / 8)));
