@@ -44,14 +44,9 @@ function repeat(fn) {
 }
 
 function probe() {
-  const r = spawnSync(process.execPath, [nf, 'info', '--backends', '-m', join(root, 'models', 'moons')], { encoding: 'utf8' });
-  return r.stdout
-    .split('\n')
-    .filter((l) => l.startsWith('backend '))
-    .map((l) => {
-      const m = /^backend (\S+)\s+(loads|unavailable: (.*))$/.exec(l);
-      return { backend: m[1], ok: m[2] === 'loads', reason: m[3] ?? null };
-    });
+  // --backends with no model at -m lists just the engines.
+  const r = spawnSync(process.execPath, [nf, 'info', '--backends', '--json', '-m', join(work, 'no-model')], { encoding: 'utf8' });
+  return JSON.parse(r.stdout).backends;
 }
 
 const wantBackends = opt('backends', '')?.split(',').filter(Boolean);
