@@ -9,11 +9,14 @@ import { checkReadable, openSource, readNumeric, type Layout, type ReadStats } f
 import { csvCell, formatFloat32 } from '../data/numbers.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { readRowCells } from '../impute/cells.js';
-import { modelColumnsIn } from '../impute/columns.js';
+import { modelColumnsIn } from '../data/model-columns.js';
 import { imputeRows, type Density, type SamplerSettings } from '../impute/sampler.js';
 import { Model } from '../model.js';
 import { Rng, freshSeed } from '../rng.js';
 import { note } from '../terminal.js';
+
+/** Added to the missing-columns message: empty cells are fine, absent columns are not. */
+const IMPUTE_HINT = '; a column of empty cells is imputed, a column that is not there is not';
 
 export interface ImputeOptions {
   model: string;
@@ -112,7 +115,7 @@ export async function impute(input: string | undefined, opts: ImputeOptions): Pr
   try {
     const reader = readNumeric(
       src,
-      { header: opts.header, dropInvalid: false, invalid: 'mark', keepRaw: true, columnsResolver: (file) => modelColumnsIn(src.name, file, model.meta.columns) },
+      { header: opts.header, dropInvalid: false, invalid: 'mark', keepRaw: true, columnsResolver: (file) => modelColumnsIn(src.name, file, model.meta.columns, IMPUTE_HINT) },
       chunkRows,
       (l) => (layout = l),
       stats,

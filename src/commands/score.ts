@@ -7,6 +7,7 @@ import { UserError } from '../errors.js';
 import { CsvWriter } from '../data/csv-writer.js';
 import { checkReadable, openSource, readNumeric, type InvalidRows, type Layout, type ReadStats } from '../data/csv-reader.js';
 import { csvCell, formatFloat32 } from '../data/numbers.js';
+import { modelColumnsIn } from '../data/model-columns.js';
 import { loadCheckpoint, type ModelMeta } from '../checkpoint.js';
 import { requestedBackend, startEngine, type BackendName } from '../engine.js';
 import { Model } from '../model.js';
@@ -42,25 +43,6 @@ function rarityReference(meta: ModelMeta, model: string): number[] {
 
 const CHUNK = 8192;
 
-/** Chooses the model's columns from the input's, or explains why they do not fit. */
-function matchColumns(source: string, file: { fileColumns: string[]; hasHeader: boolean }, want: string[]): number[] {
-  if (!file.hasHeader) {
-    if (file.fileColumns.length !== want.length) {
-      throw new UserError(
-        `${source}: ${file.fileColumns.length} column(s) without a header, the model has ${want.length} (${want.join(', ')}); add a header to match by name`,
-      );
-    }
-    return want.map((_, i) => i);
-  }
-  const missing = want.filter((c) => !file.fileColumns.includes(c));
-  if (missing.length > 0) {
-    throw new UserError(
-      `${source}: missing column(s) ${missing.map((c) => `'${c}'`).join(', ')} that the model needs (model columns: ${want.join(', ')}; input: ${file.fileColumns.join(', ')})`,
-    );
-  }
-  return want.map((c) => file.fileColumns.indexOf(c));
-}
-
 async function* scoredChunks(
   input: string | undefined,
   opts: ScoreOptions,
@@ -78,7 +60,7 @@ async function* scoredChunks(
       invalid: invalid.mode,
       invalidHint: invalid.hint,
       keepRaw: opts.append,
-      columnsResolver: (file) => matchColumns(src.name, file, model.meta.columns),
+      columnsResolver: (file) => modelColumnsIn(src.name, file, model.meta.columns),
     },
     CHUNK,
     onLayout,

@@ -4,7 +4,7 @@
  */
 import { checkReadable, openSource, readNumeric } from '../data/csv-reader.js';
 import { UserError } from '../errors.js';
-import { modelColumnsIn } from '../impute/columns.js';
+import { modelColumnsIn } from '../data/model-columns.js';
 import type { Rng } from '../rng.js';
 
 export interface RowSet {

@@ -15,6 +15,7 @@ import { Rng } from '../rng.js';
 import { evalTarget, type Target } from '../target.js';
 import { tf, type Tensor } from '../tf.js';
 import { Adam, globalNorm } from './adam.js';
+import { yieldToLoop } from './trainer.js';
 
 const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 
@@ -76,8 +77,6 @@ function withWeights(template: CouplingWeights[], flat: Tensor[], matrices: Retu
     return { kernels, biases, perm: w.perm, invPerm: w.invPerm, ...matrices[l] };
   });
 }
-
-const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export async function trainReverseKl(
   flow: Flow,

@@ -65,7 +65,7 @@ const MAX_RECOVERIES = 4;
 const EVAL_CHUNK = 8192;
 
 /** Yield to the event loop so signal handlers and spinners get to run. */
-const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+export const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function meanNll(flow: Flow, params: Float32Array, data: Tensor, rows: number): number {
   const weights = flow.makeWeights(params);

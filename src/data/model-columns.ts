@@ -4,7 +4,13 @@
  */
 import { UserError } from '../errors.js';
 
-export function modelColumnsIn(source: string, file: { fileColumns: string[]; hasHeader: boolean }, modelColumns: string[]): number[] {
+export function modelColumnsIn(
+  source: string,
+  file: { fileColumns: string[]; hasHeader: boolean },
+  modelColumns: string[],
+  /** Appended to the missing-columns message (e.g. impute's advice). */
+  hint = '',
+): number[] {
   if (!file.hasHeader) {
     if (file.fileColumns.length !== modelColumns.length) {
       throw new UserError(
@@ -16,7 +22,7 @@ export function modelColumnsIn(source: string, file: { fileColumns: string[]; ha
   const absent = modelColumns.filter((c) => !file.fileColumns.includes(c));
   if (absent.length > 0) {
     throw new UserError(
-      `${source}: missing column(s) ${absent.map((c) => `'${c}'`).join(', ')} that the model needs (model columns: ${modelColumns.join(', ')}; input: ${file.fileColumns.join(', ')}); a column of empty cells is imputed, a column that is not there is not`,
+      `${source}: missing column(s) ${absent.map((c) => `'${c}'`).join(', ')} that the model needs (model columns: ${modelColumns.join(', ')}; input: ${file.fileColumns.join(', ')})${hint}`,
     );
   }
   return modelColumns.map((c) => file.fileColumns.indexOf(c));
