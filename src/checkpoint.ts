@@ -212,7 +212,10 @@ function validateSpec(v: Json | undefined): FlowSpec {
     if (a.length !== dim || new Set(a).size !== dim) throw new Invalid(`flow.permutations[${l}] is not a permutation of ${dim} indices`);
     return a;
   });
-  return { type: type as FlowSpec['type'], dim, layers, hidden, hiddenLayers, scaleBound, permutations };
+  if (f.diagScale !== undefined && typeof f.diagScale !== 'boolean') throw new Invalid('flow.diagScale must be true or false');
+  const spec: FlowSpec = { type: type as FlowSpec['type'], dim, layers, hidden, hiddenLayers, scaleBound, permutations };
+  if (f.diagScale === true) spec.diagScale = true;
+  return spec;
 }
 
 function validateMeta(raw: Json): ModelMeta {

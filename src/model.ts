@@ -3,8 +3,7 @@
  * Works on plain row-major Float32Arrays so commands never touch tensors.
  */
 import { loadCheckpoint, type ModelMeta } from './checkpoint.js';
-import type { CouplingWeights } from './flow/coupling.js';
-import { disposeWeights, Flow } from './flow/flow.js';
+import { disposeWeights, Flow, type FlowWeights } from './flow/flow.js';
 import { Rng } from './rng.js';
 import { tf } from './tf.js';
 
@@ -12,7 +11,7 @@ export class Model {
   private constructor(
     readonly meta: ModelMeta,
     readonly flow: Flow,
-    private readonly weights: CouplingWeights[],
+    private readonly weights: FlowWeights,
   ) {}
 
   /** Loads and validates a checkpoint. Needs a started engine. */

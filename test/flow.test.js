@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { startEngine } from '../dist/engine.js';
 import { Flow, disposeWeights } from '../dist/flow/flow.js';
 import { couplingForward, couplingInverse } from '../dist/flow/coupling.js';
-import { initParams, makePermutations } from '../dist/flow/spec.js';
+import { defaultLayers, initParams, makePermutations } from '../dist/flow/spec.js';
 import { Rng } from '../dist/rng.js';
 import { testBackends } from './helpers.js';
 
@@ -15,6 +15,8 @@ const require = createRequire(import.meta.url);
 function makeFlow(type, dim, { layers = 4, hidden = 16, seed = 1, jitter = 0.3, mean, std } = {}) {
   const rng = new Rng(seed);
   const spec = { type, dim, layers, hidden, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(dim, layers, rng) };
+  // NICE carries its diagonal scaling layer, as nf builds it.
+  if (type === 'nice') spec.diagScale = true;
   const flow = new Flow(spec, { mean: mean ?? Array(dim).fill(0), std: std ?? Array(dim).fill(1) });
   const params = initParams(spec, rng);
   // Away from the identity start so every term of the math is exercised.
@@ -87,8 +89,8 @@ for (const backend of await testBackends()) {
     }
   }
 
-  test(`${backend}: whole-flow log density matches base density + numerical Jacobian (with standardisation)`, () => {
-    const { flow, params } = makeFlow('rnvp', 3, { mean: [1, -2, 0.5], std: [2, 0.5, 3] });
+  for (const type of ['rnvp', 'nice']) test(`${backend}: ${type}: whole-flow log density matches base density + numerical Jacobian (with standardisation)`, () => {
+    const { flow, params } = makeFlow(type, 3, { mean: [1, -2, 0.5], std: [2, 0.5, 3] });
     const weights = flow.makeWeights(params);
     const x = [0.7, -1.6, 2.0];
     const lp = tf.tidy(() => flow.logProb(weights, tf.tensor2d([x])).dataSync()[0]);
@@ -123,8 +125,8 @@ for (const backend of await testBackends()) {
     flow.dispose();
   });
 
-  test(`${backend}: sampling maps base draws to data that the inverse maps back`, () => {
-    const { flow, params, rng } = makeFlow('rnvp', 2, { jitter: 0.2 });
+  for (const type of ['rnvp', 'nice']) test(`${backend}: ${type}: sampling maps base draws to data that the inverse maps back`, () => {
+    const { flow, params, rng } = makeFlow(type, 2, { jitter: 0.2 });
     const weights = flow.makeWeights(params);
     const z = rng.normals(4000 * 2);
     const [zBack] = tf.tidy(() => {
@@ -171,6 +173,7 @@ test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients re
       const x = tf.tensor2d(rng.normals(16 * dim), [16, dim]);
       const weights = flow.makeWeights(params);
       const flat = weights.flatMap((w) => w.kernels.flatMap((k, i) => [k, w.biases[i]]));
+      if (weights.logScale) flat.push(weights.logScale);
       const trainingWeights = flow.makeWeights(params, true);
       const { grad } = flow.lossAndGrad(trainingWeights, x);
       disposeWeights(trainingWeights);
@@ -185,6 +188,7 @@ test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients re
           }
           return { ...w, kernels, biases };
         });
+        if (weights.logScale) ws.logScale = ts[i++];
         return flow.meanNll(ws, x);
       })(flat);
       const autoFlat = tf.concat(auto.map((g) => tf.reshape(g, [-1])));
@@ -197,4 +201,13 @@ test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients re
       flow.dispose();
     }
   }
+});
+
+test('default depth: 8 layers for small data; with 5000+ training rows 16 in 2-D, 12 above', () => {
+  assert.equal(defaultLayers(2, 2400), 8);
+  assert.equal(defaultLayers(10, 4999), 8);
+  assert.equal(defaultLayers(2, 5000), 16);
+  assert.equal(defaultLayers(2, 20000), 16);
+  assert.equal(defaultLayers(3, 5000), 12);
+  assert.equal(defaultLayers(64, 20000), 12);
 });

@@ -35,7 +35,7 @@ export async function info(opts: InfoOptions): Promise<number> {
   const f = meta.flow;
   const lines = [
     `model        ${opts.model}`,
-    `flow         ${f.type === 'rnvp' ? 'RealNVP (affine coupling)' : 'NICE (additive coupling)'}, ${f.layers} coupling layers, MLP ${f.hiddenLayers}×${f.hidden} ReLU${f.type === 'rnvp' ? `, log-scale bound ±${f.scaleBound}` : ''}`,
+    `flow         ${f.type === 'rnvp' ? 'RealNVP (affine coupling)' : 'NICE (additive coupling)'}, ${f.layers} coupling layers, MLP ${f.hiddenLayers}×${f.hidden} ReLU${f.type === 'rnvp' ? `, log-scale bound ±${f.scaleBound}` : ''}${f.diagScale ? ', diagonal scaling layer' : ''}`,
     `parameters   ${paramCount(f)}`,
     `dimension    ${f.dim}`,
     `columns      ${meta.columns.join(', ')}`,

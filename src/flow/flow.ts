@@ -20,6 +20,9 @@ import { invertPermutation, isIdentity, paramCount, paramLayout, type FlowSpec, 
 
 const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 
+/** Weight tensors of a whole flow: one entry per coupling, plus NICE's log-scales σ if any. */
+export type FlowWeights = CouplingWeights[] & { logScale?: Tensor };
+
 export interface Standardization {
   mean: number[];
   std: number[];
@@ -67,9 +70,9 @@ export class Flow {
    * Weight tensors for `params` (the caller disposes them, e.g. by tf.tidy or disposeWeights).
    * `forTraining` also makes the transposed kernels the backward pass multiplies by.
    */
-  makeWeights(params: Float32Array, forTraining = false): CouplingWeights[] {
+  makeWeights(params: Float32Array, forTraining = false): FlowWeights {
     if (params.length !== this.size) throw new Error(`expected ${this.size} parameters, got ${params.length}`);
-    const out: CouplingWeights[] = [];
+    const out: FlowWeights = [];
     let offset = 0;
     let e = 0;
     for (let l = 0; l < this.spec.layers; l++) {
@@ -87,6 +90,10 @@ export class Flow {
         offset += bias.size;
       }
       out.push({ kernels, biases, ...(forTraining ? { kernelsT } : {}), ...this.perms[l] });
+    }
+    if (this.spec.diagScale) {
+      out.logScale = tf.tensor1d(params.subarray(offset, offset + this.spec.dim), 'float32');
+      offset += this.spec.dim;
     }
     return out;
   }
@@ -112,7 +119,7 @@ export class Flow {
   }
 
   /** Data → base in standardised space: z and Σ log|det| per row. */
-  toBase(x0: Tensor, weights: CouplingWeights[]): { z: Tensor; logDet: Tensor } {
+  toBase(x0: Tensor, weights: FlowWeights): { z: Tensor; logDet: Tensor } {
     let u = x0;
     let logDet: Tensor = tf.zeros([x0.shape[0]]);
     for (const w of weights) {
@@ -120,12 +127,16 @@ export class Flow {
       u = r.out;
       if (r.logDet) logDet = tf.add(logDet, r.logDet);
     }
+    if (weights.logScale) {
+      u = tf.mul(u, tf.exp(weights.logScale));
+      logDet = tf.add(logDet, tf.sum(weights.logScale));
+    }
     return { z: u, logDet };
   }
 
   /** Base → standardised data. */
-  fromBase(z: Tensor, weights: CouplingWeights[]): Tensor {
-    let u = z;
+  fromBase(z: Tensor, weights: FlowWeights): Tensor {
+    let u = weights.logScale ? tf.mul(z, tf.exp(tf.neg(weights.logScale))) : z;
     for (let l = weights.length - 1; l >= 0; l--) u = couplingForward(u, weights[l], this.cfg).out;
     return u;
   }
@@ -134,9 +145,13 @@ export class Flow {
    * Base → data (original units) with log|det| of that map per row, differentiable:
    * what reverse-KL training needs.
    */
-  fromBaseWithLogDet(z: Tensor, weights: CouplingWeights[]): { x: Tensor; logDet: Tensor } {
+  fromBaseWithLogDet(z: Tensor, weights: FlowWeights): { x: Tensor; logDet: Tensor } {
     let u = z;
     let logDet: Tensor = tf.zeros([z.shape[0]]);
+    if (weights.logScale) {
+      u = tf.mul(z, tf.exp(tf.neg(weights.logScale)));
+      logDet = tf.sub(logDet, tf.sum(weights.logScale));
+    }
     for (let l = weights.length - 1; l >= 0; l--) {
       const r = couplingForward(u, weights[l], this.cfg, true);
       u = r.out;
@@ -146,12 +161,12 @@ export class Flow {
   }
 
   /** Log density (nats, original units) of each row of x. */
-  logProb(weights: CouplingWeights[], x: Tensor): Tensor {
+  logProb(weights: FlowWeights, x: Tensor): Tensor {
     return tf.tidy(() => this.logProbStandardized(weights, this.standardize(x)));
   }
 
   /** Log density (nats, original units) of rows already standardised. */
-  logProbStandardized(weights: CouplingWeights[], x0: Tensor): Tensor {
+  logProbStandardized(weights: FlowWeights, x0: Tensor): Tensor {
     return tf.tidy(() => {
       const { z, logDet } = this.toBase(x0, weights);
       const logBase = tf.mul(tf.sum(tf.square(z), 1), -0.5);
@@ -160,7 +175,7 @@ export class Flow {
   }
 
   /** Maps base draws z to data space (original units). */
-  sample(weights: CouplingWeights[], z: Tensor): Tensor {
+  sample(weights: FlowWeights, z: Tensor): Tensor {
     return tf.tidy(() => tf.add(tf.mul(this.fromBase(z, weights), this.std), this.mean));
   }
 
@@ -168,7 +183,7 @@ export class Flow {
    * Mean negative log-likelihood of a batch of standardised rows (standardised space,
    * i.e. without the constant Σ log std) and its gradient w.r.t. the flat parameters.
    */
-  lossAndGrad(weights: CouplingWeights[], x0: Tensor): { loss: Scalar; grad: Tensor } {
+  lossAndGrad(weights: FlowWeights, x0: Tensor): { loss: Scalar; grad: Tensor } {
     return tf.tidy(() => {
       const B = x0.shape[0];
       const caches: CouplingCache[] = [];
@@ -180,13 +195,20 @@ export class Flow {
         u = r.out;
         if (r.logDet) logDet = logDet ? tf.add(logDet, r.logDet) : r.logDet;
       }
-      const z = u;
+      const ls = weights.logScale;
+      const z = ls ? tf.mul(u, tf.exp(ls)) : u;
       let total = tf.mul(tf.sum(tf.square(z)), 0.5);
       if (logDet) total = tf.sub(total, tf.sum(logDet));
+      if (ls) total = tf.sub(total, tf.mul(tf.sum(ls), B));
       const loss = tf.add(tf.div(total, B), this.spec.dim * HALF_LOG_2PI) as Scalar;
 
+      // ∂loss/∂z = z/B. Through z = u·exp(σ): ∂/∂u = (z/B)·exp(σ), ∂/∂σ = Σ_rows z²/B − 1.
       let g: Tensor = tf.div(z, B);
       const grads: Tensor[] = new Array(this.layout.length);
+      if (ls) {
+        grads[this.layout.length - 1] = tf.sub(tf.div(tf.sum(tf.square(z), 0), B), 1);
+        g = tf.mul(g, tf.exp(ls));
+      }
       const per = 2 * (this.spec.hiddenLayers + 1);
       for (let l = weights.length - 1; l >= 0; l--) {
         const r = couplingBackward(g, -1 / B, caches[l], weights[l], this.cfg, l > 0);
@@ -201,7 +223,7 @@ export class Flow {
   }
 
   /** Mean NLL in standardised space, without gradient (for validation). */
-  meanNll(weights: CouplingWeights[], x0: Tensor): Scalar {
+  meanNll(weights: FlowWeights, x0: Tensor): Scalar {
     return tf.tidy(() => {
       const { z, logDet } = this.toBase(x0, weights);
       const perRow = tf.sub(tf.mul(tf.sum(tf.square(z), 1), 0.5), logDet);
@@ -210,8 +232,9 @@ export class Flow {
   }
 }
 
-export function disposeWeights(weights: CouplingWeights[]): void {
+export function disposeWeights(weights: FlowWeights): void {
   for (const w of weights) for (const t of [...w.kernels, ...w.biases, ...(w.kernelsT ?? [])]) t.dispose();
+  weights.logScale?.dispose();
 }
 
 /** Row-major [rows, cols] → [cols, rows]. */

@@ -29,6 +29,13 @@ export interface FlowSpec {
    * the rest are transformed.
    */
   permutations: number[][];
+  /**
+   * A learned per-coordinate log-scale σ applied after the last coupling (data → base:
+   * z = u·exp(σ)), as in NICE's top "scaling layer". Without it an additive-coupling flow
+   * preserves volume and cannot put more density on the data than the base's peak.
+   * Absent (false) in checkpoints written before it existed.
+   */
+  diagScale?: boolean;
 }
 
 export interface ParamEntry {
@@ -64,6 +71,7 @@ export function paramLayout(spec: FlowSpec): ParamEntry[] {
       fanIn = units;
     }
   }
+  if (spec.diagScale) push('scale/log', [spec.dim]);
   return out;
 }
 
@@ -109,7 +117,10 @@ export function defaultLayers(dim: number, trainRows: number): number {
 /** nf's architecture for `dim` columns: 2 hidden layers, log-scale bound 2, fixed permutations. */
 export function buildSpec(type: FlowType, dim: number, hidden: number, layers: number | undefined, trainRows: number, rng: Rng): FlowSpec {
   const n = layers ?? defaultLayers(dim, trainRows);
-  return { type, dim, layers: n, hidden, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(dim, n, rng) };
+  const spec: FlowSpec = { type, dim, layers: n, hidden, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(dim, n, rng) };
+  // NICE as published: additive couplings under a diagonal scaling layer.
+  if (type === 'nice') spec.diagScale = true;
+  return spec;
 }
 
 /**
@@ -121,7 +132,8 @@ export function initParams(spec: FlowSpec, rng: Rng): Float32Array {
   const out = new Float32Array(paramCount(spec));
   let offset = 0;
   for (const e of layout) {
-    const isLast = e.name.includes(`/dense${spec.hiddenLayers}/`);
+    // Zero last layers and zero log-scales: the flow starts as the identity.
+    const isLast = e.name.includes(`/dense${spec.hiddenLayers}/`) || e.name === 'scale/log';
     if (!isLast) {
       const fanIn = e.name.endsWith('/kernel') ? e.shape[0] : layout[layout.indexOf(e) - 1].shape[0];
       const bound = 1 / Math.sqrt(Math.max(1, fanIn));

@@ -8,9 +8,8 @@
  * log Z ≈ log mean(w), its standard error, and the effective sample size (Σw)²/Σw².
  */
 import { UserError } from '../errors.js';
-import type { Flow } from '../flow/flow.js';
+import type { Flow, FlowWeights } from '../flow/flow.js';
 import { disposeWeights } from '../flow/flow.js';
-import type { CouplingWeights } from '../flow/coupling.js';
 import { Rng } from '../rng.js';
 import { evalTarget, type Target } from '../target.js';
 import { tf, type Tensor } from '../tf.js';
@@ -54,20 +53,22 @@ export interface ReverseKlHooks {
 }
 
 /** log q(x) and log p*(x) for x = f(z), per row. */
-function logWeights(flow: Flow, weights: CouplingWeights[], target: Target, z: Tensor): { logQ: Tensor; logP: Tensor } {
+function logWeights(flow: Flow, weights: FlowWeights, target: Target, z: Tensor): { logQ: Tensor; logP: Tensor } {
   const D = flow.spec.dim;
   const { x, logDet } = flow.fromBaseWithLogDet(z, weights);
   const logBase = tf.sub(tf.mul(tf.sum(tf.square(z), 1), -0.5), D * HALF_LOG_2PI);
   return { logQ: tf.sub(logBase, logDet), logP: evalTarget(target, x, tf) };
 }
 
-function weightList(weights: CouplingWeights[]): Tensor[] {
-  return weights.flatMap((w) => w.kernels.flatMap((k, i) => [k, w.biases[i]]));
+/** Every weight tensor in parameter-layout order (couplings, then NICE's log-scales). */
+function weightList(weights: FlowWeights): Tensor[] {
+  const list = weights.flatMap((w) => w.kernels.flatMap((k, i) => [k, w.biases[i]]));
+  return weights.logScale ? [...list, weights.logScale] : list;
 }
 
-function withWeights(template: CouplingWeights[], flat: Tensor[], matrices: ReturnType<Flow['permutationMatrices']>): CouplingWeights[] {
+function withWeights(template: FlowWeights, flat: Tensor[], matrices: ReturnType<Flow['permutationMatrices']>): FlowWeights {
   let i = 0;
-  return template.map((w, l) => {
+  const out: FlowWeights = template.map((w, l) => {
     const kernels: Tensor[] = [];
     const biases: Tensor[] = [];
     for (let k = 0; k < w.kernels.length; k++) {
@@ -76,6 +77,8 @@ function withWeights(template: CouplingWeights[], flat: Tensor[], matrices: Retu
     }
     return { kernels, biases, perm: w.perm, invPerm: w.invPerm, ...matrices[l] };
   });
+  if (template.logScale) out.logScale = flat[i];
+  return out;
 }
 
 export async function trainReverseKl(
