@@ -86,10 +86,3 @@ test('Adam with clipping converges on a quadratic and respects the clip factor',
   new Adam(q).step(new Float32Array([1000]), 0.1, 0);
   assert.equal(q[0], 1, 'a zero clip factor means no step');
 });
-
-test('default epoch cap: ~20,000 steps, within 200..1000 epochs', async () => {
-  const { defaultEpochs } = await import('../dist/commands/fit.js');
-  assert.equal(defaultEpochs(20000, 512), 500); // 40 steps per epoch
-  assert.equal(defaultEpochs(2400, 300), 1000); // 8 steps per epoch: capped
-  assert.equal(defaultEpochs(1_000_000, 512), 200); // big data: at least 200
-});

@@ -29,8 +29,7 @@ export interface FitOptions {
   target?: string;
   steps?: number;
   hidden: number;
-  /** Epoch cap; default from defaultEpochs. */
-  epochs?: number;
+  epochs: number;
   batchSize?: number;
   lr: number;
   valSplit: number;
@@ -94,17 +93,6 @@ function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; en
   };
 }
 
-/**
- * Default epoch cap: a budget of ~20,000 optimiser steps, within 200..1000 epochs. A fixed
- * 200 starved big data sets once 2-D flows got deeper: 8gaussians (20,000 rows, batch 512,
- * 40 steps per epoch, 16 layers) was still improving at epoch 200. Early stopping ends
- * most fits well before the cap.
- */
-export function defaultEpochs(trainRows: number, batchSize: number): number {
-  const stepsPerEpoch = Math.ceil(trainRows / batchSize);
-  return Math.min(1000, Math.max(200, Math.ceil(20000 / stepsPerEpoch)));
-}
-
 /** Validation rows needed before a stalled validation NLL is trusted to mean a plateau. */
 const PLATEAU_MIN_VAL_ROWS = 2000;
 
@@ -147,7 +135,6 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const flow = new Flow(spec, data.standardization);
   // Small data sets get smaller batches so an epoch still has several steps.
   const batchSize = opts.batchSize ?? Math.max(32, Math.min(512, Math.ceil(data.trainRows / 8)));
-  const epochs = opts.epochs ?? defaultEpochs(data.trainRows, batchSize);
   const progress = await startProgress(`fitting ${spec.type} on ${data.trainRows} rows (${engine.backend})`);
   signals.enter('train');
   let result: TrainResult;
@@ -158,7 +145,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
       data.train,
       data.val,
       {
-        epochs,
+        epochs: opts.epochs,
         batchSize,
         lr: opts.lr,
         patience: opts.patience,
@@ -266,7 +253,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     ? `${interrupted}: saved the best weights so far`
     : result.stopReason === 'patience'
       ? `stopped early (no improvement for ${opts.patience} epochs)`
-      : `reached ${opts.epochs === undefined ? 'the default epoch cap' : '--epochs'} ${epochs}`;
+      : `reached --epochs ${opts.epochs}`;
   const saved =
     `saved ${opts.model}: ${spec.type} ${spec.layers}×${spec.hidden} on ${D} columns, ${data.trainRows} train / ${data.valRows} val rows; ` +
     `${result.epochsRun} epochs, ${why}; best val log-lik ${(-result.bestValNll).toFixed(4)} nats/row (epoch ${result.bestEpoch}); ` +
