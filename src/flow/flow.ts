@@ -136,7 +136,7 @@ export class Flow {
 
   /** Base → standardised data. */
   fromBase(z: Tensor, weights: FlowWeights): Tensor {
-    let u = weights.logScale ? tf.mul(z, tf.exp(tf.neg(weights.logScale))) : z;
+    let u = unscale(z, weights);
     for (let l = weights.length - 1; l >= 0; l--) u = couplingForward(u, weights[l], this.cfg).out;
     return u;
   }
@@ -146,12 +146,9 @@ export class Flow {
    * what reverse-KL training needs.
    */
   fromBaseWithLogDet(z: Tensor, weights: FlowWeights): { x: Tensor; logDet: Tensor } {
-    let u = z;
+    let u = unscale(z, weights);
     let logDet: Tensor = tf.zeros([z.shape[0]]);
-    if (weights.logScale) {
-      u = tf.mul(z, tf.exp(tf.neg(weights.logScale)));
-      logDet = tf.sub(logDet, tf.sum(weights.logScale));
-    }
+    if (weights.logScale) logDet = tf.sub(logDet, tf.sum(weights.logScale));
     for (let l = weights.length - 1; l >= 0; l--) {
       const r = couplingForward(u, weights[l], this.cfg, true);
       u = r.out;
@@ -196,7 +193,8 @@ export class Flow {
         if (r.logDet) logDet = logDet ? tf.add(logDet, r.logDet) : r.logDet;
       }
       const ls = weights.logScale;
-      const z = ls ? tf.mul(u, tf.exp(ls)) : u;
+      const scale = ls ? tf.exp(ls) : null;
+      const z = scale ? tf.mul(u, scale) : u;
       let total = tf.mul(tf.sum(tf.square(z)), 0.5);
       if (logDet) total = tf.sub(total, tf.sum(logDet));
       if (ls) total = tf.sub(total, tf.mul(tf.sum(ls), B));
@@ -205,9 +203,9 @@ export class Flow {
       // ∂loss/∂z = z/B. Through z = u·exp(σ): ∂/∂u = (z/B)·exp(σ), ∂/∂σ = Σ_rows z²/B − 1.
       let g: Tensor = tf.div(z, B);
       const grads: Tensor[] = new Array(this.layout.length);
-      if (ls) {
+      if (scale) {
         grads[this.layout.length - 1] = tf.sub(tf.div(tf.sum(tf.square(z), 0), B), 1);
-        g = tf.mul(g, tf.exp(ls));
+        g = tf.mul(g, scale);
       }
       const per = 2 * (this.spec.hiddenLayers + 1);
       for (let l = weights.length - 1; l >= 0; l--) {
@@ -230,6 +228,11 @@ export class Flow {
       return tf.add(tf.mean(perRow), this.spec.dim * HALF_LOG_2PI) as Scalar;
     });
   }
+}
+
+/** Undoes NICE's scaling layer (base → couplings): z·exp(−σ); z itself when there is none. */
+function unscale(z: Tensor, weights: FlowWeights): Tensor {
+  return weights.logScale ? tf.mul(z, tf.exp(tf.neg(weights.logScale))) : z;
 }
 
 export function disposeWeights(weights: FlowWeights): void {

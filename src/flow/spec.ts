@@ -133,8 +133,8 @@ export function initParams(spec: FlowSpec, rng: Rng): Float32Array {
   let offset = 0;
   for (const e of layout) {
     // Zero last layers and zero log-scales: the flow starts as the identity.
-    const isLast = e.name.includes(`/dense${spec.hiddenLayers}/`) || e.name === 'scale/log';
-    if (!isLast) {
+    const startsAtZero = e.name.includes(`/dense${spec.hiddenLayers}/`) || e.name === 'scale/log';
+    if (!startsAtZero) {
       const fanIn = e.name.endsWith('/kernel') ? e.shape[0] : layout[layout.indexOf(e) - 1].shape[0];
       const bound = 1 / Math.sqrt(Math.max(1, fanIn));
       for (let i = 0; i < e.size; i++) out[offset + i] = (2 * rng.uniform() - 1) * bound;
