@@ -39,7 +39,11 @@ export class Model {
 
   /** `rows` draws, base standard deviation scaled by `temperature`. */
   sample(rows: number, temperature: number, rng: Rng): Float32Array {
-    const z = rng.normals(rows * this.dim, temperature);
+    return this.transform(rng.normals(rows * this.dim, temperature), rows);
+  }
+
+  /** Maps `rows` base draws `z` to data (original units). */
+  transform(z: Float32Array, rows: number): Float32Array {
     const out = tf.tidy(() => this.flow.sample(this.weights, tf.tensor2d(z, [rows, this.dim])));
     const values = out.dataSync() as Float32Array;
     out.dispose();

@@ -107,6 +107,25 @@ test('sample -n 100000 | head -1 exits 0 quietly', async () => {
   assert.equal(r.stderr, '');
 });
 
+test('large sample and logprob runs (helper thread on) print exactly what NF_THREADS=1 prints', async () => {
+  // 40,000 rows = 5 chunks: past the point where a helper thread takes chunks.
+  const args = ['sample', '-m', model, '-n', '40000', '--seed', '11'];
+  const one = await runNf(args, { env: { NF_THREADS: '1' } });
+  const two = await runNf(args, { env: { NF_THREADS: '2' } });
+  assert.equal(one.code, 0, one.stderr);
+  assert.equal(two.code, 0, two.stderr);
+  assert.equal(two.stdout.split('\n').length, 40002);
+  assert.ok(two.stdout === one.stdout, 'sample output differs with a helper thread');
+  const lp1 = await runNf(['logprob', '-m', model, '-'], { input: one.stdout, env: { NF_THREADS: '1' } });
+  const lp2 = await runNf(['logprob', '-m', model, '-'], { input: one.stdout, env: { NF_THREADS: '2' } });
+  assert.equal(lp2.code, 0, lp2.stderr);
+  assert.equal(lp2.stdout.split('\n').length, 40002);
+  assert.ok(lp2.stdout === lp1.stdout, 'logprob output differs with a helper thread');
+  const ev = await runNf(['eval', '-m', model, '--json', '-'], { input: one.stdout, env: { NF_THREADS: '2' } });
+  const mean1 = mean(lp1.stdout.trim().split('\n').slice(1).map(Number));
+  assert.ok(Math.abs(JSON.parse(ev.stdout).meanLogLik - mean1) < 1e-4, ev.stdout);
+});
+
 test('sample -o writes the file', async () => {
   const out = join(dir, 'samples.csv');
   const r = await runNf(['sample', '-m', model, '-n', '10', '-o', out]);

@@ -6,6 +6,7 @@ import { CsvWriter } from '../data/csv-writer.js';
 import { csvCell, formatFloat32 } from '../data/numbers.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Model } from '../model.js';
+import { ChunkRunner, helperWanted } from '../inference/helper.js';
 import { Rng, freshSeed } from '../rng.js';
 
 export interface SampleOptions {
@@ -26,9 +27,11 @@ export async function sample(opts: SampleOptions): Promise<number> {
   const { meta, params } = await loadCheckpoint(opts.model);
   const out = opts.output && opts.output !== '-' ? await CsvWriter.toFile(opts.output) : CsvWriter.toStdout();
   let model: Model;
+  let runner: ChunkRunner;
   try {
-    await startEngine(backend);
+    const engine = await startEngine(backend);
     model = Model.fromParams(meta, params);
+    runner = new ChunkRunner(model, helperWanted(engine.backend) ? { backend: engine.backend, meta, params } : null);
   } catch (err) {
     await out.abort();
     throw err;
@@ -37,20 +40,31 @@ export async function sample(opts: SampleOptions): Promise<number> {
   const D = model.dim;
   try {
     if (opts.header) await out.line(model.meta.columns.map(csvCell).join(','));
-    for (let done = 0; done < opts.num; done += CHUNK) {
-      const n = Math.min(CHUNK, opts.num - done);
-      const x = model.sample(n, opts.temperature, rng);
+    const write = async (x: Float32Array, n: number): Promise<void> => {
       for (let i = 0; i < n; i++) {
         let line = formatFloat32(x[i * D]);
         for (let j = 1; j < D; j++) line += ',' + formatFloat32(x[i * D + j]);
         await out.line(line);
       }
+    };
+    // Base draws come from one generator in order, whichever thread maps them: the output
+    // does not depend on threading. Two chunks in flight, written in order.
+    const queue: { n: number; x: Promise<Float32Array> }[] = [];
+    for (let done = 0; done < opts.num; done += CHUNK) {
+      const n = Math.min(CHUNK, opts.num - done);
+      queue.push({ n, x: runner.submit('sample', rng.normals(n * D, opts.temperature), n) });
+      if (queue.length >= 2) {
+        const head = queue.shift()!;
+        await write(await head.x, head.n);
+      }
     }
+    for (const head of queue) await write(await head.x, head.n);
     await out.close();
   } catch (err) {
     await out.abort();
     throw err;
   } finally {
+    await runner.close();
     model.dispose();
   }
   return 0;

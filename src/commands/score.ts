@@ -11,6 +11,7 @@ import { modelColumnsIn } from '../data/model-columns.js';
 import { loadCheckpoint, type ModelMeta } from '../checkpoint.js';
 import { requestedBackend, startEngine, type BackendName } from '../engine.js';
 import { Model } from '../model.js';
+import { ChunkRunner, helperWanted } from '../inference/helper.js';
 import { warn } from '../terminal.js';
 import { rarity } from '../rarity.js';
 
@@ -66,10 +67,18 @@ async function* scoredChunks(
     onLayout,
     stats,
   );
+  // Two chunks in flight: one may be on the helper thread while this one reads the next.
+  type Chunk = { rows: number; raw?: string[][]; invalid?: Uint8Array };
+  const queue: { chunk: Chunk; logp: Promise<Float32Array> }[] = [];
   for await (const chunk of reader) {
-    const m = await model.get();
-    yield { logp: m.logProb(chunk.data, chunk.rows), rows: chunk.rows, raw: chunk.raw, invalid: chunk.invalid };
+    const runner = await model.get();
+    queue.push({ chunk, logp: runner.submit('logprob', chunk.data, chunk.rows) });
+    if (queue.length >= 2) {
+      const head = queue.shift()!;
+      yield { ...head.chunk, logp: await head.logp };
+    }
   }
+  for (const head of queue) yield { ...head.chunk, logp: await head.logp };
 }
 
 /**
@@ -78,6 +87,7 @@ async function* scoredChunks(
  */
 class LazyModel {
   private model: Model | null = null;
+  private runner: ChunkRunner | null = null;
 
   private constructor(
     readonly meta: ModelMeta,
@@ -96,15 +106,18 @@ class LazyModel {
     return this.meta.flow.dim;
   }
 
-  async get(): Promise<Model> {
-    if (!this.model) {
-      await startEngine(this.backend);
+  async get(): Promise<ChunkRunner> {
+    if (!this.runner) {
+      const engine = await startEngine(this.backend);
       this.model = Model.fromParams(this.meta, this.params);
+      const init = helperWanted(engine.backend) ? { backend: engine.backend, meta: this.meta, params: this.params } : null;
+      this.runner = new ChunkRunner(this.model, init);
     }
-    return this.model;
+    return this.runner;
   }
 
-  dispose(): void {
+  async dispose(): Promise<void> {
+    await this.runner?.close();
     this.model?.dispose();
   }
 }
@@ -141,7 +154,7 @@ export async function logprob(input: string | undefined, opts: ScoreOptions): Pr
     await writeHeader(layoutSeen);
     await out.close();
   } finally {
-    model.dispose();
+    await model.dispose();
   }
   if (stats.dropped > 0) {
     await warn(`${stats.dropped} row(s) with missing or non-finite values got logprob nan (first: ${stats.firstDropped})`);
@@ -168,7 +181,7 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
       }
     }
   } finally {
-    model.dispose();
+    await model.dispose();
   }
   if (n === 0) {
     const name = input && input !== '-' ? input : 'stdin';

@@ -129,9 +129,12 @@ export class Flow {
     let u = x0;
     let logDet: Tensor = tf.zeros([x0.shape[0]]);
     for (const w of weights) {
-      const r = couplingInverse(u, w, this.cfg);
-      u = r.out;
-      if (r.logDet) logDet = tf.add(logDet, r.logDet);
+      // One tidy per layer: only u and the running log-det outlive it, so a large chunk
+      // never holds every layer's activations at once (the wasm heap keeps its peak).
+      [u, logDet] = tf.tidy(() => {
+        const r = couplingInverse(u, w, this.cfg);
+        return [r.out, r.logDet ? tf.add(logDet, r.logDet) : tf.clone(logDet)];
+      });
     }
     if (weights.logScale) {
       u = tf.mul(u, tf.exp(weights.logScale));
@@ -143,7 +146,10 @@ export class Flow {
   /** Base → standardised data. */
   fromBase(z: Tensor, weights: FlowWeights): Tensor {
     let u = unscale(z, weights);
-    for (let l = weights.length - 1; l >= 0; l--) u = couplingForward(u, weights[l], this.cfg).out;
+    for (let l = weights.length - 1; l >= 0; l--) {
+      const input = u;
+      u = tf.tidy(() => couplingForward(input, weights[l], this.cfg).out);
+    }
     return u;
   }
 
