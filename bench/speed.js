@@ -97,7 +97,16 @@ for (const cfg of configs) {
       const r = timed(`${process.execPath} ${nf} logprob -m ${model} --backend ${backend} ${samplesFile} > /dev/null`);
       return { rowsPerS: rows / r.seconds, rssMB: r.rssMB };
     });
+    // The helper thread's share, in this run: the same jobs on one thread (wasm/cpu only).
+    let oneThread = null;
+    if (backend !== 'tensorflow' && cfg.hidden === 128) {
+      process.stderr.write(`${cfg.name} on ${backend}: sample and logprob with NF_THREADS=1…\n`);
+      const s1 = repeat(() => rows / timed(`NF_THREADS=1 ${process.execPath} ${nf} sample -m ${model} --backend ${backend} -n ${rows} --seed 2 > ${samplesFile}`).seconds);
+      const l1 = repeat(() => rows / timed(`NF_THREADS=1 ${process.execPath} ${nf} logprob -m ${model} --backend ${backend} ${samplesFile} > /dev/null`).seconds);
+      oneThread = { sampleRowsPerS: median(s1), logprobRowsPerS: median(l1) };
+    }
     results.push({
+      oneThread,
       config: cfg.name,
       data: cfg.data,
       hidden: cfg.hidden ?? 'default',
@@ -162,6 +171,14 @@ const lines = [
       `| ${r.config} | ${r.backend} | ${k(r.trainStepSamplesPerS)} | ${r.fitWallSPerEpoch.toFixed(2)} | ${k(r.sampleRowsPerS)} | ${k(r.logprobRowsPerS)} | ${r.logprob10RowsWallS.toFixed(3)} (${Math.max(...r.logprob10RowsRunsS).toFixed(3)}) | ${mb(r.fitPeakRssMB)} / ${mb(r.samplePeakRssMB)} / ${mb(r.logprobPeakRssMB)} |`,
   ),
 ];
+const helperRows = results.filter((r) => r.oneThread);
+if (helperRows.length) {
+  lines.push('', '| helper thread (1M rows) | backend | sample rows/s 1 thread → default | logprob rows/s 1 thread → default |', '|---|---|---|---|');
+  for (const r of helperRows) {
+    const o = r.oneThread;
+    lines.push(`| ${r.config} | ${r.backend} | ${k(o.sampleRowsPerS)} → ${k(r.sampleRowsPerS)} (×${(r.sampleRowsPerS / o.sampleRowsPerS).toFixed(2)}) | ${k(o.logprobRowsPerS)} → ${k(r.logprobRowsPerS)} (×${(r.logprobRowsPerS / o.logprobRowsPerS).toFixed(2)}) |`);
+  }
+}
 if (torch.length) {
   lines.push('', '| PyTorch reference (8×128, batch 512, 2 threads) | train samples/s | score rows/s (chunked) | sample rows/s (chunked) |', '|---|---|---|---|');
   for (const t of torch) lines.push(`| ${t.data} | ${k(t.trainStepSamplesPerS)} | ${k(t.scoreRowsPerS)} | ${k(t.sampleRowsPerS)} |`);
