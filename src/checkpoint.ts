@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { ioMessage, UserError } from './errors.js';
-import { FLOW_TYPES, orthogonalityError, paramLayout, type FlowSpec } from './flow/spec.js';
+import { FLOW_TYPES, paramLayout, type FlowSpec } from './flow/spec.js';
 import type { Standardization } from './flow/flow.js';
 
 export const FORMAT = 'nf-flow';
@@ -215,16 +215,6 @@ function validateSpec(v: Json | undefined): FlowSpec {
   if (f.diagScale !== undefined && typeof f.diagScale !== 'boolean') throw new Invalid('flow.diagScale must be true or false');
   const spec: FlowSpec = { type: type as FlowSpec['type'], dim, layers, hidden, hiddenLayers, scaleBound, permutations };
   if (f.diagScale === true) spec.diagScale = true;
-  if (f.rotations !== undefined) {
-    const rots = arr(f.rotations, 'flow.rotations');
-    if (rots.length !== layers) throw new Invalid(`flow.rotations has ${rots.length} entries for ${layers} layers`);
-    spec.rotations = rots.map((r, l) => {
-      const q = arr(r, `flow.rotations[${l}]`).map((x) => num(x, `flow.rotations[${l}]`));
-      // float32 weights and JSON round-trips leave ~1e-7; anything larger is not a rotation.
-      if (q.length !== dim * dim || orthogonalityError(q, dim) > 1e-5) throw new Invalid(`flow.rotations[${l}] is not an orthogonal ${dim}×${dim} matrix`);
-      return q;
-    });
-  }
   return spec;
 }
 

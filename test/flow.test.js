@@ -6,18 +6,17 @@ import { createRequire } from 'node:module';
 import { startEngine } from '../dist/engine.js';
 import { Flow, disposeWeights } from '../dist/flow/flow.js';
 import { couplingForward, couplingInverse } from '../dist/flow/coupling.js';
-import { defaultLayers, initParams, makePermutations, makeRotations, orthogonalityError } from '../dist/flow/spec.js';
+import { defaultLayers, initParams, makePermutations } from '../dist/flow/spec.js';
 import { Rng } from '../dist/rng.js';
 import { testBackends } from './helpers.js';
 
 const require = createRequire(import.meta.url);
 
-function makeFlow(type, dim, { layers = 4, hidden = 16, seed = 1, jitter = 0.3, mean, std, rotate = false } = {}) {
+function makeFlow(type, dim, { layers = 4, hidden = 16, seed = 1, jitter = 0.3, mean, std } = {}) {
   const rng = new Rng(seed);
   const spec = { type, dim, layers, hidden, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(dim, layers, rng) };
   // NICE carries its diagonal scaling layer, as nf builds it.
   if (type === 'nice') spec.diagScale = true;
-  if (rotate) spec.rotations = makeRotations(dim, layers, rng);
   const flow = new Flow(spec, { mean: mean ?? Array(dim).fill(0), std: std ?? Array(dim).fill(1) });
   const params = initParams(spec, rng);
   // Away from the identity start so every term of the math is exercised.
@@ -90,15 +89,15 @@ for (const backend of await testBackends()) {
     }
   }
 
-  for (const [type, rotate] of [['rnvp', false], ['nice', false], ['rnvp', true]]) test(`${backend}: ${type}${rotate ? ' with rotations' : ''}: whole-flow log density matches base density + numerical Jacobian (with standardisation)`, () => {
-    const { flow, params } = makeFlow(type, 3, { mean: [1, -2, 0.5], std: [2, 0.5, 3], rotate });
+  for (const type of ['rnvp', 'nice']) test(`${backend}: ${type}: whole-flow log density matches base density + numerical Jacobian (with standardisation)`, () => {
+    const { flow, params } = makeFlow(type, 3, { mean: [1, -2, 0.5], std: [2, 0.5, 3] });
     const weights = flow.makeWeights(params);
     const x = [0.7, -1.6, 2.0];
     const lp = tf.tidy(() => flow.logProb(weights, tf.tensor2d([x])).dataSync()[0]);
     const toBase = (v) =>
       tf.tidy(() => Array.from(flow.toBase(flow.standardize(tf.tensor2d([v])), weights).z.dataSync()));
     const z = toBase(x);
-    const expected = -0.5 * z.reduce((a, b) => a + b * b, 0) - 1.5 * Math.log(2 * Math.PI) + numericLogDet(toBase, x, 1e-3); // small h: a wider step can straddle a ReLU kink
+    const expected = -0.5 * z.reduce((a, b) => a + b * b, 0) - 1.5 * Math.log(2 * Math.PI) + numericLogDet(toBase, x);
     assert.ok(Math.abs(lp - expected) < 2e-2, `logprob ${lp} vs ${expected}`);
     disposeWeights(weights);
     flow.dispose();
@@ -126,8 +125,8 @@ for (const backend of await testBackends()) {
     flow.dispose();
   });
 
-  for (const [type, rotate] of [['rnvp', false], ['nice', false], ['rnvp', true]]) test(`${backend}: ${type}${rotate ? ' with rotations' : ''}: sampling maps base draws to data that the inverse maps back`, () => {
-    const { flow, params, rng } = makeFlow(type, 2, { jitter: 0.2, rotate });
+  for (const type of ['rnvp', 'nice']) test(`${backend}: ${type}: sampling maps base draws to data that the inverse maps back`, () => {
+    const { flow, params, rng } = makeFlow(type, 2, { jitter: 0.2 });
     const weights = flow.makeWeights(params);
     const z = rng.normals(4000 * 2);
     const [zBack] = tf.tidy(() => {
@@ -168,9 +167,9 @@ test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients re
   // tfjs-layers registers every op gradient on the shared tfjs-core instance.
   require('@tensorflow/tfjs-layers');
   const { tf } = await startEngine('cpu');
-  for (const [type, rotate] of [['rnvp', false], ['nice', false], ['rnvp', true]]) {
+  for (const type of ['rnvp', 'nice']) {
     for (const dim of [2, 5]) {
-      const { flow, params, rng } = makeFlow(type, dim, { layers: 3, hidden: 8, rotate });
+      const { flow, params, rng } = makeFlow(type, dim, { layers: 3, hidden: 8 });
       const x = tf.tensor2d(rng.normals(16 * dim), [16, dim]);
       const weights = flow.makeWeights(params);
       const flat = weights.flatMap((w) => w.kernels.flatMap((k, i) => [k, w.biases[i]]));
@@ -196,7 +195,7 @@ test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients re
       const err = tf.max(tf.abs(tf.sub(grad, autoFlat))).dataSync()[0];
       const scale = tf.max(tf.abs(autoFlat)).dataSync()[0];
       assert.ok(scale > 1e-3, 'gradient is not trivially zero');
-      assert.ok(err < 1e-4 * Math.max(1, scale), `${type}${rotate ? '+rot' : ''} D=${dim}: max |analytic − autodiff| = ${err} (scale ${scale})`);
+      assert.ok(err < 1e-4 * Math.max(1, scale), `${type} D=${dim}: max |analytic − autodiff| = ${err} (scale ${scale})`);
       tf.dispose([grad, autoFlat, x, ...auto]);
       disposeWeights(weights);
       flow.dispose();
@@ -204,22 +203,11 @@ test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients re
   }
 });
 
-test('random rotations are orthogonal, differ per layer, and are reproducible from the seed', () => {
-  for (const dim of [2, 3, 10]) {
-    const a = makeRotations(dim, 4, new Rng(7));
-    const b = makeRotations(dim, 4, new Rng(7));
-    assert.deepEqual(a, b);
-    for (const q of a) assert.ok(orthogonalityError(q, dim) < 1e-12, `D=${dim}: QᵀQ ≠ I`);
-    assert.notDeepEqual(a[0], a[1]);
-  }
-  assert.ok(orthogonalityError([1, 0, 0.5, 1], 2) > 0.1, 'a shear is not a rotation');
-});
-
-test('default depth: 8 layers for small data; with 5000+ training rows 16 in 2-D, 12 above', () => {
+test('default depth: 8 layers for small data; with 5000+ training rows 32 in 2-D, 12 above', () => {
   assert.equal(defaultLayers(2, 2400), 8);
   assert.equal(defaultLayers(10, 4999), 8);
-  assert.equal(defaultLayers(2, 5000), 16);
-  assert.equal(defaultLayers(2, 20000), 16);
+  assert.equal(defaultLayers(2, 5000), 32);
+  assert.equal(defaultLayers(2, 20000), 32);
   assert.equal(defaultLayers(3, 5000), 12);
   assert.equal(defaultLayers(64, 20000), 12);
 });

@@ -155,7 +155,6 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
         // cost ~0.035 on a 3,000-row moons sample: small validation sets plateau by noise.
         plateauEpochs: data.valRows >= PLATEAU_MIN_VAL_ROWS ? Math.max(3, Math.round(opts.patience / 4)) : 0,
         weightDecay: 0,
-        emaDecay: process.env.NF_EMA ? Number(process.env.NF_EMA) : 0,
         seed,
         threads: defaultThreads(engine.backend),
         backend: engine.backend,

@@ -24,9 +24,8 @@ export interface CouplingWeights {
   perm: Tensor | null;
   invPerm: Tensor | null;
   /**
-   * The input mixing as [D, D] matrices: one-hot permutations for autodiff (the gather
-   * gradient needs a kernel the wasm backend lacks; a product with a 0/1 matrix is exact),
-   * or permutation·rotation when the layer rotates.
+   * The same permutations as one-hot [D, D] matrices, for autodiff (the gather gradient
+   * needs a kernel the wasm backend lacks; a product with a 0/1 matrix is exact).
    */
   permMatrix?: Tensor | null;
   invPermMatrix?: Tensor | null;
@@ -191,8 +190,7 @@ export function couplingBackward(
   let input: Tensor | null = null;
   if (needInput) {
     const gCond = gA ? tf.add(gA0, gA) : gA0;
-    // v = u·M ⇒ ∂L/∂u = ∂L/∂v · Mᵀ, and Mᵀ is the inverse map (a permutation or rotation).
-    input = permute(tf.concat([gCond, gB], 1), w.invPerm, w.invPermMatrix);
+    input = permute(tf.concat([gCond, gB], 1), w.invPerm);
   }
   return { input, kernels, biases };
 }

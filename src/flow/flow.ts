@@ -36,8 +36,7 @@ export class Flow {
   readonly logStdSum: number;
   private readonly cfg: CouplingConfig;
   private readonly layout: ParamEntry[];
-  /** Per layer: gather indices for a plain permutation, or matrices when it also rotates. */
-  private readonly perms: Pick<CouplingWeights, 'perm' | 'invPerm' | 'permMatrix' | 'invPermMatrix'>[];
+  private readonly perms: { perm: Tensor | null; invPerm: Tensor | null }[];
   private readonly mean: Tensor;
   private readonly std: Tensor;
 
@@ -49,23 +48,20 @@ export class Flow {
     this.size = paramCount(spec);
     this.logStdSum = standardization.std.reduce((a, s) => a + Math.log(s), 0);
     // Long-lived constants, made outside any tidy and released by dispose().
-    this.perms = spec.permutations.map((p, l) => {
-      const q = spec.rotations?.[l];
-      if (q) {
-        // Permutation then rotation, as one matrix M = P·Q; its inverse is Mᵀ.
-        const m = mixingMatrix(p, q);
-        return { perm: null, invPerm: null, permMatrix: tf.tensor2d(m, [spec.dim, spec.dim]), invPermMatrix: tf.tensor2d(transpose(m, spec.dim, spec.dim), [spec.dim, spec.dim]) };
-      }
-      return isIdentity(p)
+    this.perms = spec.permutations.map((p) =>
+      isIdentity(p)
         ? { perm: null, invPerm: null }
-        : { perm: tf.tensor1d(p, 'int32'), invPerm: tf.tensor1d(invertPermutation(p), 'int32') };
-    });
+        : { perm: tf.tensor1d(p, 'int32'), invPerm: tf.tensor1d(invertPermutation(p), 'int32') },
+    );
     this.mean = tf.tensor1d(standardization.mean, 'float32');
     this.std = tf.tensor1d(standardization.std, 'float32');
   }
 
   dispose(): void {
-    for (const p of this.perms) for (const t of [p.perm, p.invPerm, p.permMatrix, p.invPermMatrix]) t?.dispose();
+    for (const p of this.perms) {
+      p.perm?.dispose();
+      p.invPerm?.dispose();
+    }
     this.mean.dispose();
     this.std.dispose();
   }
@@ -113,11 +109,9 @@ export class Flow {
       });
       return tf.tensor2d(m, [D, D]);
     };
-    return this.spec.permutations.map((p, l) => {
-      const mixing = this.perms[l];
-      if (mixing.permMatrix && mixing.invPermMatrix) return { permMatrix: tf.clone(mixing.permMatrix), invPermMatrix: tf.clone(mixing.invPermMatrix) };
-      return isIdentity(p) ? { permMatrix: null, invPermMatrix: null } : { permMatrix: oneHot(p), invPermMatrix: oneHot(invertPermutation(p)) };
-    });
+    return this.spec.permutations.map((p) =>
+      isIdentity(p) ? { permMatrix: null, invPermMatrix: null } : { permMatrix: oneHot(p), invPermMatrix: oneHot(invertPermutation(p)) },
+    );
   }
 
   standardize(x: Tensor): Tensor {
@@ -252,19 +246,8 @@ export function disposeWeights(weights: FlowWeights): void {
   weights.logScale?.dispose();
 }
 
-/** P·Q for the permutation `perm` (one-hot P as in permutationMatrices) and row-major Q. */
-function mixingMatrix(perm: readonly number[], q: readonly number[]): Float32Array {
-  const D = perm.length;
-  const m = new Float32Array(D * D);
-  // (P·Q)[r, c] = Σ_j P[r, j] Q[j, c] with P[perm[j], j] = 1
-  perm.forEach((r, j) => {
-    for (let c = 0; c < D; c++) m[r * D + c] = q[j * D + c];
-  });
-  return m;
-}
-
 /** Row-major [rows, cols] → [cols, rows]. */
-function transpose(values: ArrayLike<number>, rows: number, cols: number): Float32Array {
+function transpose(values: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(values.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
   return out;

@@ -22,12 +22,6 @@ export interface TrainConfig {
   /** Halve the learning rate after this many epochs without improvement (0: never). */
   plateauEpochs: number;
   weightDecay: number;
-  /**
-   * Decay of an exponential moving average of the weights (0: off). When on, validation,
-   * early stopping and the returned weights use the average, which smooths out the
-   * noise of the last minibatch steps.
-   */
-  emaDecay?: number;
   seed: number;
   /** Threads computing each batch (1: this thread only). Needs `backend` for the workers. */
   threads: number;
@@ -131,10 +125,6 @@ export async function train(
   params.set(init);
   const adam = new Adam(params, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: cfg.weightDecay });
   const best = Float32Array.from(init);
-  const emaDecay = cfg.emaDecay ?? 0;
-  const ema = emaDecay > 0 ? Float32Array.from(init) : null;
-  /** The weights validation judges: the average when there is one. */
-  const judged = ema ?? params;
   const offset = flow.logStdSum; // standardised NLL + Σ log std = original-units NLL
   const initial = meanNll(flow, params, valT, nVal);
   let bestVal = initial;
@@ -188,7 +178,6 @@ export async function train(
           }
           lrScale *= 0.5;
           params.set(best);
-          ema?.set(best);
           adam.reset();
           hooks.onRecover?.(
             `non-finite loss at epoch ${epoch}: restored the best weights and lowered the learning rate to ${(cfg.lr * lrScale).toPrecision(3)}`,
@@ -199,11 +188,6 @@ export async function train(
         const lr = cfg.lr * lrScale * warm;
         const clip = gradNorm > cfg.clipNorm ? cfg.clipNorm / gradNorm : 1;
         adam.step(grad, lr, clip);
-        if (ema) {
-          // Early on the average would drag in the random start: its weight on history ramps up.
-          const d = Math.min(emaDecay, (1 + step) / (10 + step));
-          for (let i = 0; i < ema.length; i++) ema[i] += (1 - d) * (params[i] - ema[i]);
-        }
         sum += lossValue * B;
         count += B;
         if (Date.now() - lastYield > 100) {
@@ -213,14 +197,14 @@ export async function train(
       }
       trainMs += performance.now() - t0;
       trainSamples += count;
-      const val = meanNll(flow, judged, valT, nVal);
+      const val = meanNll(flow, params, valT, nVal);
       const trainNll = count > 0 ? sum / count + offset : Number.NaN;
       epochsRun = epoch;
       history.push({ epoch, trainNll, valNll: val + offset });
       if (Number.isFinite(val) && val < bestVal) {
         bestVal = val;
         bestEpoch = epoch;
-        best.set(judged);
+        best.set(params);
       }
       hooks.onEpoch?.({
         epoch,
