@@ -52,6 +52,9 @@ export async function sample(opts: SampleOptions): Promise<number> {
     const queue: { n: number; x: Promise<Float32Array> }[] = [];
     for (let done = 0; done < opts.num; done += CHUNK) {
       const n = Math.min(CHUNK, opts.num - done);
+      // A macrotask turn per chunk: the helper's messages are events, and writes that only
+      // fill a buffer never give the event loop one.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       queue.push({ n, x: runner.submit('sample', rng.normals(n * D, opts.temperature), n) });
       if (queue.length >= 2) {
         const head = queue.shift()!;
