@@ -54,11 +54,12 @@ const probed = probe();
 const backends = probed.filter((b) => b.ok && (!wantBackends?.length || wantBackends.includes(b.backend))).map((b) => b.backend);
 for (const b of probed) process.stderr.write(`backend ${b.backend}: ${b.ok ? 'loads' : `unavailable (${b.reason})`}\n`);
 
+// The reference architecture is fixed (8 couplings, 2×128) whatever nf's defaults are.
 const configs = [
-  { name: 'D=2 ref arch (8×128)', data: 'moons', hidden: 128 },
-  { name: 'D=10 ref arch (8×128)', data: 'gmm10d', hidden: 128 },
-  { name: 'D=2 default', data: 'moons', hidden: null },
-  { name: 'D=10 default', data: 'gmm10d', hidden: null },
+  { name: 'D=2 ref arch (8×128)', data: 'moons', hidden: 128, layers: 8 },
+  { name: 'D=10 ref arch (8×128)', data: 'gmm10d', hidden: 128, layers: 8 },
+  { name: 'D=2 default', data: 'moons', hidden: null, layers: null },
+  { name: 'D=10 default', data: 'gmm10d', hidden: null, layers: null },
 ];
 
 const results = [];
@@ -70,7 +71,7 @@ for (const cfg of configs) {
     const scale = backend === 'cpu' ? 50 : 1;
     const rows = Math.round(bigRows / scale);
     const model = join(work, `${cfg.data}-${cfg.hidden ?? 'default'}-${backend}`);
-    const archArgs = [...(cfg.hidden ? ['--hidden', String(cfg.hidden)] : []), '--batch-size', '512'];
+    const archArgs = [...(cfg.hidden ? ['--hidden', String(cfg.hidden)] : []), ...(cfg.layers ? ['--layers', String(cfg.layers)] : []), '--batch-size', '512'];
     const epochs = backend === 'cpu' ? 1 : 3;
     const fitData = backend === 'cpu' ? join(root, 'examples', 'moons.csv') : trainCsv;
     const fitCmd = `${process.execPath} ${nf} fit ${fitData} -m ${model} --backend ${backend} --epochs ${epochs} --patience 1000 --seed 1 --json -q ${archArgs.join(' ')}`;

@@ -69,7 +69,7 @@ export function buildProgram(run: (code: number) => void): Command {
     .option('--no-header', 'the first row is data (default: detect a header)')
     .option('--columns <list>', 'columns to model: names or 1-based indices, comma-separated', columnList)
     .addOption(new Option('--flow <type>', 'rnvp (affine coupling) or nice (additive)').default('rnvp').argParser(choice(['rnvp', 'nice'] as const)))
-    .option('--layers <n>', 'coupling layers (default with 5000+ training rows: 16 for 2 columns, 12 for more; else 8)', integer(1, 1000))
+    .option('--layers <n>', 'coupling layers (default with 5000+ training rows: 32 for 2 columns, 12 for more; else 8)', integer(1, 1000))
     .option('--hidden <n>', 'units per hidden layer of each coupling network', integer(1, 4096), 64)
     .option('--epochs <n>', 'maximum number of epochs', integer(1), 200)
     .option('--batch-size <n>', 'rows per optimiser step (default: 512, less for small data)', integer(1))

@@ -105,8 +105,10 @@ export function makePermutations(dim: number, layers: number, rng: Rng): number[
  * In 2-D with enough data, depth is what separates modes: 16 layers vs 8 (25k rows, seed 0)
  * gave moons −2.395 vs −2.403, pinwheel −2.354 vs −2.375, 8gaussians −2.893 vs −2.940,
  * while 2×128 networks instead of 2×64 at the same cost gave 8gaussians −2.915 and
- * pinwheel −2.387. 32 layers vs 16 gave rings −2.844 vs −3.000 and 8gaussians −2.870 vs
- * −2.893, at about twice the fit time.
+ * pinwheel −2.387. 32 layers vs 16 (seed 0) gave 8gaussians −2.868 vs −2.893, rings
+ * −2.976 vs −3.000, pinwheel −2.345 vs −2.354, moons −2.392 vs −2.395, checkerboard −3.591
+ * vs −3.593, banana2d −2.853 vs −2.852, for 1.5–2× the fit time. (Rings alone varies by
+ * ~0.13 between seeds: another seed gave −2.844 with 32 layers.)
  */
 export const DEEP_MIN_ROWS = 5000;
 
