@@ -6,7 +6,7 @@ import { CsvWriter } from '../data/csv-writer.js';
 import { csvCell, formatFloat32 } from '../data/numbers.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Model } from '../model.js';
-import { ChunkRunner, helperWanted } from '../inference/helper.js';
+import { ChunkRunner, helperWanted, inOrder } from '../inference/helper.js';
 import { Rng, freshSeed } from '../rng.js';
 
 export interface SampleOptions {
@@ -40,28 +40,21 @@ export async function sample(opts: SampleOptions): Promise<number> {
   const D = model.dim;
   try {
     if (opts.header) await out.line(model.meta.columns.map(csvCell).join(','));
-    const write = async (x: Float32Array, n: number): Promise<void> => {
-      for (let i = 0; i < n; i++) {
+    // Base draws come from one generator in order, whichever thread maps them: the output
+    // does not depend on threading.
+    function* draws(): Generator<{ z: Float32Array; n: number }> {
+      for (let done = 0; done < opts.num; done += CHUNK) {
+        const n = Math.min(CHUNK, opts.num - done);
+        yield { z: rng.normals(n * D, opts.temperature), n };
+      }
+    }
+    for await (const { chunk, out: x } of inOrder(draws(), (c) => runner.submit('sample', c.z, c.n))) {
+      for (let i = 0; i < chunk.n; i++) {
         let line = formatFloat32(x[i * D]);
         for (let j = 1; j < D; j++) line += ',' + formatFloat32(x[i * D + j]);
         await out.line(line);
       }
-    };
-    // Base draws come from one generator in order, whichever thread maps them: the output
-    // does not depend on threading. Two chunks in flight, written in order.
-    const queue: { n: number; x: Promise<Float32Array> }[] = [];
-    for (let done = 0; done < opts.num; done += CHUNK) {
-      const n = Math.min(CHUNK, opts.num - done);
-      // A macrotask turn per chunk: the helper's messages are events, and writes that only
-      // fill a buffer never give the event loop one.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      queue.push({ n, x: runner.submit('sample', rng.normals(n * D, opts.temperature), n) });
-      if (queue.length >= 2) {
-        const head = queue.shift()!;
-        await write(await head.x, head.n);
-      }
     }
-    for (const head of queue) await write(await head.x, head.n);
     await out.close();
   } catch (err) {
     await out.abort();

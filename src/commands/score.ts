@@ -11,7 +11,7 @@ import { modelColumnsIn } from '../data/model-columns.js';
 import { loadCheckpoint, type ModelMeta } from '../checkpoint.js';
 import { requestedBackend, startEngine, type BackendName } from '../engine.js';
 import { Model } from '../model.js';
-import { ChunkRunner, helperWanted } from '../inference/helper.js';
+import { ChunkRunner, helperWanted, inOrder } from '../inference/helper.js';
 import { warn } from '../terminal.js';
 import { rarity } from '../rarity.js';
 
@@ -67,18 +67,9 @@ async function* scoredChunks(
     onLayout,
     stats,
   );
-  // Two chunks in flight: one may be on the helper thread while this one reads the next.
-  type Chunk = { rows: number; raw?: string[][]; invalid?: Uint8Array };
-  const queue: { chunk: Chunk; logp: Promise<Float32Array> }[] = [];
-  for await (const chunk of reader) {
-    const runner = await model.get();
-    queue.push({ chunk, logp: runner.submit('logprob', chunk.data, chunk.rows) });
-    if (queue.length >= 2) {
-      const head = queue.shift()!;
-      yield { ...head.chunk, logp: await head.logp };
-    }
+  for await (const { chunk, out } of inOrder(reader, async (c) => (await model.get()).submit('logprob', c.data, c.rows))) {
+    yield { logp: out, rows: chunk.rows, raw: chunk.raw, invalid: chunk.invalid };
   }
-  for (const head of queue) yield { ...head.chunk, logp: await head.logp };
 }
 
 /**
@@ -88,6 +79,7 @@ async function* scoredChunks(
 class LazyModel {
   private model: Model | null = null;
   private runner: ChunkRunner | null = null;
+  private starting: Promise<ChunkRunner> | null = null;
 
   private constructor(
     readonly meta: ModelMeta,
@@ -106,17 +98,22 @@ class LazyModel {
     return this.meta.flow.dim;
   }
 
-  async get(): Promise<ChunkRunner> {
-    if (!this.runner) {
-      const engine = await startEngine(this.backend);
-      this.model = Model.fromParams(this.meta, this.params);
-      const init = helperWanted(engine.backend) ? { backend: engine.backend, meta: this.meta, params: this.params } : null;
-      this.runner = new ChunkRunner(this.model, init);
-    }
+  /** One start shared by every caller: chunks may ask while the engine is still loading. */
+  get(): Promise<ChunkRunner> {
+    this.starting ??= this.start();
+    return this.starting;
+  }
+
+  private async start(): Promise<ChunkRunner> {
+    const engine = await startEngine(this.backend);
+    this.model = Model.fromParams(this.meta, this.params);
+    const init = helperWanted(engine.backend) ? { backend: engine.backend, meta: this.meta, params: this.params } : null;
+    this.runner = new ChunkRunner(this.model, init);
     return this.runner;
   }
 
   async dispose(): Promise<void> {
+    await this.starting?.catch(() => undefined);
     await this.runner?.close();
     this.model?.dispose();
   }

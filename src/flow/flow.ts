@@ -127,7 +127,7 @@ export class Flow {
       // never holds every layer's activations at once (the wasm heap keeps its peak).
       [u, logDet] = tf.tidy(() => {
         const r = couplingInverse(u, w, this.cfg);
-        return [r.out, r.logDet ? tf.add(logDet, r.logDet) : tf.clone(logDet)];
+        return [r.out, r.logDet ? tf.add(logDet, r.logDet) : logDet];
       });
     }
     if (weights.logScale) {

@@ -81,7 +81,8 @@ export class InferenceHelper {
     this.busy = true;
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject };
-      // Copy: the caller may still read its chunk (e.g. raw rows for --append).
+      // Copy: transferring would detach the caller's array, which the fallback reads if
+      // the helper fails.
       const data = Float32Array.from(req.data);
       this.worker.postMessage({ kind: req.kind, data, rows: req.rows } satisfies HelperRequest, [data.buffer]);
     });
@@ -93,7 +94,7 @@ export class InferenceHelper {
 }
 
 /** Inputs with more chunks than this get a helper: below, starting one costs more than it saves. */
-export const HELPER_AFTER_CHUNKS = 2;
+const HELPER_AFTER_CHUNKS = 2;
 
 /**
  * Computes chunks on this thread or, once the input has proved large, on an idle helper.
@@ -109,16 +110,38 @@ export class ChunkRunner {
     private readonly helperInit: HelperInit | null,
   ) {}
 
-  submit(kind: HelperRequest['kind'], data: Float32Array, rows: number): Promise<Float32Array> {
+  async submit(kind: HelperRequest['kind'], data: Float32Array, rows: number): Promise<Float32Array> {
     this.submitted += 1;
     if (!this.helper && this.helperInit && this.submitted > HELPER_AFTER_CHUNKS) this.helper = InferenceHelper.start(this.helperInit);
+    // The helper's messages are events: a caller whose writes only fill a buffer never
+    // gives the event loop a turn, so take one per chunk while there is a helper.
+    if (this.helper) await new Promise<void>((resolve) => setImmediate(resolve));
     const local = (): Float32Array => (kind === 'logprob' ? this.model.logProb(data, rows) : this.model.transform(data, rows));
     if (this.helper?.idle) return this.helper.run({ kind, data, rows }).catch(() => local());
-    return Promise.resolve(local());
+    return local();
   }
 
   async close(): Promise<void> {
     await this.helper?.close();
     this.helper = null;
   }
+}
+
+/**
+ * Results of `submit` for each chunk, in input order, with two chunks in flight: one may be
+ * on the helper thread while this thread computes or reads the next.
+ */
+export async function* inOrder<C>(
+  chunks: AsyncIterable<C> | Iterable<C>,
+  submit: (chunk: C) => Promise<Float32Array>,
+): AsyncGenerator<{ chunk: C; out: Float32Array }> {
+  const queue: { chunk: C; out: Promise<Float32Array> }[] = [];
+  for await (const chunk of chunks) {
+    queue.push({ chunk, out: submit(chunk) });
+    if (queue.length >= 2) {
+      const head = queue.shift()!;
+      yield { chunk: head.chunk, out: await head.out };
+    }
+  }
+  for (const head of queue) yield { chunk: head.chunk, out: await head.out };
 }
