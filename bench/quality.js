@@ -118,6 +118,9 @@ for (const name of datasets) {
     epochs: fit.epochs,
     bestEpoch: fit.bestEpoch,
     backend: fit.backend,
+    restarts: fit.restarts ?? 1,
+    chosenRestart: fit.chosenRestart ?? 1,
+    restartValLogLiks: (fit.restartValNlls ?? [fit.bestValNll]).map((v) => (v === null ? null : -v)),
   };
   row.vsRealnvpPerDim = row.realnvp === null ? null : (row.nf - row.realnvp) / D;
   row.meetsRealnvp = row.realnvp === null ? null : row.nf >= row.realnvp - 0.02 * D;
@@ -131,10 +134,10 @@ const f = (v, d = 3) => (v === null || v === undefined ? '–' : v.toFixed(d));
 const lines = [
   `nf quality benchmark — commit ${commit}, seed ${seed}, ${new Date().toISOString()}, total ${((Date.now() - started) / 60000).toFixed(1)} min`,
   '',
-  '| dataset | D | rows | nf test LL ± se | RealNVP ref | Δ/dim vs ref | GMM | KDE | Gauss | truth | gap to truth | fit s | epochs (best) | backend |',
-  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  '| dataset | D | rows | nf test LL ± se | RealNVP ref | Δ/dim vs ref | GMM | KDE | Gauss | truth | gap to truth | fit s | epochs (best) | restart kept: val LL of each | backend |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ...results.map((r) =>
-    `| ${r.dataset} | ${r.dim} | ${r.rows} | ${f(r.nf)} ± ${f(r.nfStderr)} | ${f(r.realnvp)} | ${r.vsRealnvpPerDim === null ? '–' : (r.vsRealnvpPerDim >= 0 ? '+' : '') + r.vsRealnvpPerDim.toFixed(3)}${r.meetsRealnvp === false ? ' ✗' : ''} | ${f(r.gmm)} | ${f(r.kde)} | ${f(r.gauss)} | ${f(r.truth)} | ${r.truth === null ? '–' : f(r.truth - r.nf)} | ${r.fitSeconds.toFixed(0)} | ${r.epochs} (${r.bestEpoch}) | ${r.backend} |`,
+    `| ${r.dataset} | ${r.dim} | ${r.rows} | ${f(r.nf)} ± ${f(r.nfStderr)} | ${f(r.realnvp)} | ${r.vsRealnvpPerDim === null ? '–' : (r.vsRealnvpPerDim >= 0 ? '+' : '') + r.vsRealnvpPerDim.toFixed(3)}${r.meetsRealnvp === false ? ' ✗' : ''} | ${f(r.gmm)} | ${f(r.kde)} | ${f(r.gauss)} | ${f(r.truth)} | ${r.truth === null ? '–' : f(r.truth - r.nf)} | ${r.fitSeconds.toFixed(0)} | ${r.epochs} (${r.bestEpoch}) | ${r.chosenRestart}: ${r.restartValLogLiks.map((v) => f(v)).join(' / ')} | ${r.backend} |`,
   ),
 ];
 process.stdout.write(lines.join('\n') + '\n');

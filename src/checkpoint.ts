@@ -36,6 +36,10 @@ export interface TrainingSummary {
   source: string;
   createdAt: string;
   history: { epoch: number; trainNll: number; valNll: number }[];
+  /** Every restart's outcome (absent in checkpoints from before restarts). */
+  restarts?: { seed: number; bestValNll: number; epochs: number; bestEpoch: number; stopReason: string }[];
+  /** Index into `restarts` of the saved one; `history` and the figures above are its. */
+  chosenRestart?: number;
 }
 
 export interface WeightsGroup {

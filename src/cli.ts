@@ -76,6 +76,7 @@ export function buildProgram(run: (code: number) => void): Command {
     .option('--lr <x>', 'Adam learning rate', real(0, 1), 1e-3)
     .option('--val-split <f>', 'fraction of rows held out for early stopping', real(0, 0.9), 0.2)
     .option('--patience <n>', 'stop after this many epochs without validation improvement', integer(1), 20)
+    .option('--restarts <n>', 'train n flows from different initialisations on the same split and keep the best on validation (in parallel when cores are free)', integer(1, 64), 2)
     .option('--seed <int>', 'random seed (initialisation, split, shuffling)', seed)
     .option('--drop-invalid', 'skip rows with missing or non-finite values (default: refuse them)')
     .option('--dequantize', 'add U[0,1) noise to integer-valued columns')

@@ -10,9 +10,11 @@ import { buildSpec, initParams, type FlowType } from '../flow/spec.js';
 import { prepareData } from '../train/prepare.js';
 import { Rng, freshSeed } from '../rng.js';
 import { formatDuration, note, startProgress, warn } from '../terminal.js';
-import { rowLogProbs, train, type TrainResult } from '../train/trainer.js';
+import { rowLogProbs, type EpochReport } from '../train/trainer.js';
+import { trainRestarts, type Restart, type RestartsResult } from '../train/restarts.js';
 import { quantiles } from '../rarity.js';
 import { defaultThreads } from '../train/gradients.js';
+import { availableParallelism } from 'node:os';
 
 export interface FitOptions {
   model: string;
@@ -34,6 +36,8 @@ export interface FitOptions {
   lr: number;
   valSplit: number;
   patience: number;
+  /** Independent initialisations; the best on validation is kept. */
+  restarts: number;
   dropInvalid?: boolean;
   dequantize?: boolean;
 }
@@ -96,6 +100,35 @@ function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; en
 /** Validation rows needed before a stalled validation NLL is trusted to mean a plateau. */
 const PLATEAU_MIN_VAL_ROWS = 2000;
 
+/** Restarts that may train in worker threads: one per free core on the one-core backends. */
+function restartWorkers(backend: string, restarts: number): number {
+  if (backend === 'tensorflow') return 0; // native TensorFlow already uses every core
+  const env = Number(process.env.NF_THREADS);
+  const cores = Number.isInteger(env) && env >= 1 ? env : availableParallelism();
+  return Math.max(0, Math.min(restarts - 1, cores - 1));
+}
+
+/** One progress line for all restarts: each one's epoch and best validation NLL. */
+function progressLine(latest: (EpochReport | undefined)[], restarts: number, workers: number): string {
+  const reports = latest.filter((r): r is EpochReport => r !== undefined);
+  const elapsed = Math.max(...reports.map((r) => r.elapsedMs));
+  if (restarts === 1) {
+    const r = reports[0];
+    const eta = (r.elapsedMs / r.epoch) * (r.epochs - r.epoch);
+    return (
+      `epoch ${r.epoch}/${r.epochs}  train NLL ${r.trainNll.toFixed(4)}  val NLL ${r.valNll.toFixed(4)}  best ${r.bestValNll.toFixed(4)} @${r.bestEpoch}  ` +
+      `${formatDuration(r.elapsedMs)} elapsed, ≤${formatDuration(eta)} left`
+    );
+  }
+  const parts = latest.map((r, i) => (r ? `#${i + 1} ${r.epoch}/${r.epochs} best ${r.bestValNll.toFixed(4)}` : `#${i + 1} waiting`));
+  // Upper bound: every running restart to its epoch cap, then the queued ones one after another.
+  const perEpoch = Math.max(...reports.map((r) => r.elapsedMs / r.epoch));
+  const running = Math.max(...reports.map((r) => (r.elapsedMs / r.epoch) * (r.epochs - r.epoch)));
+  const queued = workers === 0 ? restarts - reports.length : 0;
+  const eta = running + queued * perEpoch * reports[0].epochs;
+  return `restarts: ${parts.join('  ')}  val NLL  ${formatDuration(elapsed)} elapsed, ≤${formatDuration(eta)} left`;
+}
+
 export async function fit(input: string | undefined, opts: FitOptions): Promise<number> {
   if (opts.target !== undefined) {
     const { fitTarget } = await import('./fit-target.js');
@@ -137,11 +170,18 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const batchSize = opts.batchSize ?? Math.max(32, Math.min(512, Math.ceil(data.trainRows / 8)));
   const progress = await startProgress(`fitting ${spec.type} on ${data.trainRows} rows (${engine.backend})`);
   signals.enter('train');
-  let result: TrainResult;
+  const restarts: Restart[] = Array.from({ length: opts.restarts }, (_, i) => {
+    // Restart 0 is exactly the single-run fit of this seed; others get derived seeds.
+    const s = i === 0 ? seed : (seed + Math.imul(i, 0x9e3779b9)) >>> 0;
+    return { seed: s, init: initParams(spec, i === 0 ? rng : new Rng(s)) };
+  });
+  const workers = restartWorkers(engine.backend, opts.restarts);
+  const latest: (EpochReport | undefined)[] = new Array(opts.restarts);
+  let trained: RestartsResult;
   try {
-    result = await train(
+    trained = await trainRestarts(
       flow,
-      initParams(spec, rng),
+      restarts,
       data.train,
       data.val,
       {
@@ -156,21 +196,18 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
         plateauEpochs: data.valRows >= PLATEAU_MIN_VAL_ROWS ? Math.max(3, Math.round(opts.patience / 4)) : 0,
         weightDecay: 0,
         seed,
-        threads: defaultThreads(engine.backend),
+        threads: opts.restarts > 1 ? 1 : defaultThreads(engine.backend),
         backend: engine.backend,
       },
       {
         shouldStop: () => signals.stopped() !== null,
-        onRecover: (msg) => progress.log(`warning: ${msg}`),
-        onEpoch: (r) => {
-          const perEpoch = r.elapsedMs / r.epoch;
-          const eta = perEpoch * (r.epochs - r.epoch);
-          progress.update(
-            `epoch ${r.epoch}/${r.epochs}  train NLL ${r.trainNll.toFixed(4)}  val NLL ${r.valNll.toFixed(4)}  best ${r.bestValNll.toFixed(4)} @${r.bestEpoch}  ` +
-              `${formatDuration(r.elapsedMs)} elapsed, ≤${formatDuration(eta)} left`,
-          );
+        onRecover: (i, msg) => progress.log(`warning: ${opts.restarts > 1 ? `restart ${i + 1}: ` : ''}${msg}`),
+        onEpoch: (i, r) => {
+          latest[i] = r;
+          progress.update(progressLine(latest, opts.restarts, workers));
         },
       },
+      workers,
     );
   } catch (err) {
     // e.g. "training diverged": say that nothing was written.
@@ -178,6 +215,10 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     throw err;
   } finally {
     progress.stop();
+  }
+  const result = trained.result;
+  for (const [i, o] of trained.outcomes.entries()) {
+    if (o.stopReason === 'failed') await warn(`restart ${i + 1} of ${opts.restarts} failed and was left out: ${o.error}`);
   }
   // The training rows' own log densities, summarised for `logprob --rarity`.
   let logprobQuantiles: number[];
@@ -215,6 +256,8 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     source: src.name,
     createdAt: new Date().toISOString(),
     history: result.history,
+    restarts: trained.outcomes.map((o) => ({ seed: o.seed, bestValNll: o.bestValNll, epochs: o.epochs, bestEpoch: o.bestEpoch, stopReason: o.stopReason })),
+    chosenRestart: trained.chosen,
   };
   const meta: Omit<ModelMeta, 'weightsManifest' | 'format' | 'version'> = {
     flow: spec,
@@ -247,6 +290,9 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     samplesPerSecond: training.samplesPerSecond,
     stopReason: training.stopReason,
     seed,
+    restarts: opts.restarts,
+    chosenRestart: trained.chosen + 1,
+    restartValNlls: trained.outcomes.map((o) => o.bestValNll),
   };
   if (opts.json) process.stdout.write(JSON.stringify(summary) + '\n');
   const why = interrupted
@@ -256,8 +302,8 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
       : `reached --epochs ${opts.epochs}`;
   const saved =
     `saved ${opts.model}: ${spec.type} ${spec.layers}×${spec.hidden} on ${D} columns, ${data.trainRows} train / ${data.valRows} val rows; ` +
-    `${result.epochsRun} epochs, ${why}; best val log-lik ${(-result.bestValNll).toFixed(4)} nats/row (epoch ${result.bestEpoch}); ` +
-    `${formatDuration(seconds * 1000)} on ${engine.backend}`;
+    `${result.epochsRun} epochs, ${why}; best val log-lik ${(-result.bestValNll).toFixed(4)} nats/row (epoch ${result.bestEpoch}` +
+    `${opts.restarts > 1 ? `, restart ${trained.chosen + 1} of ${opts.restarts}` : ''}); ${formatDuration(seconds * 1000)} on ${engine.backend}`;
   // After an interruption this line is the answer to "what happened to my model?": shown even with -q.
   if (interrupted) process.stderr.write(`nf: ${saved}\n`);
   else note(saved);

@@ -47,6 +47,13 @@ export async function info(opts: InfoOptions): Promise<number> {
       `trained on   ${t.source ?? '?'}: ${t.trainRows} train / ${t.valRows} val rows${t.droppedRows ? ` (${t.droppedRows} dropped)` : ''}${t.dequantize ? ', dequantized' : ''}`,
       `training     ${t.epochs} epochs (best ${t.bestEpoch}, ${t.stopReason}), batch ${t.batchSize}, lr ${t.lr}, seed ${t.seed}`,
       `val loglik   ${(-t.bestValNll).toFixed(4)} nats/row (${(-t.bestValNll / f.dim).toFixed(4)} nats/dim)`,
+      ...(Array.isArray(t.restarts) && t.restarts.length > 1
+        ? [
+            `restarts     ${t.restarts.length}, kept #${(t.chosenRestart ?? 0) + 1}; val loglik ${t.restarts
+              .map((r) => (Number.isFinite(r.bestValNll) ? (-r.bestValNll).toFixed(4) : r.stopReason))
+              .join(', ')}`,
+          ]
+        : []),
       `backend      ${t.backend}, ${t.seconds} s, ${t.samplesPerSecond} samples/s`,
       `created      ${t.createdAt}`,
     );
