@@ -26,6 +26,28 @@ test('fit --json prints one JSON object on stdout and a summary on stderr', asyn
   assert.equal(r.stdout.trim().split('\n').length, 1);
 });
 
+test('fit keeps the restart with the best validation NLL; --json, the checkpoint and info say which', async () => {
+  const m = join(dir, 'restarts');
+  const r = await runNf(['fit', example('moons.csv'), '-m', m, '--epochs', '3', '--layers', '2', '--seed', '7', '--restarts', '3', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const summary = JSON.parse(r.stdout);
+  assert.equal(summary.restarts, 3);
+  assert.equal(summary.restartValNlls.length, 3);
+  const best = Math.min(...summary.restartValNlls);
+  assert.equal(summary.bestValNll, best);
+  assert.equal(summary.chosenRestart, summary.restartValNlls.indexOf(best) + 1);
+  assert.match(r.stderr, new RegExp(`restart ${summary.chosenRestart} of 3\\)`));
+  const meta = JSON.parse(readFileSync(join(m, 'model.json'), 'utf8'));
+  assert.deepEqual(meta.training.restarts.map((o) => o.bestValNll), summary.restartValNlls);
+  assert.equal(meta.training.chosenRestart, summary.chosenRestart - 1);
+  const info = await runNf(['info', '-m', m]);
+  assert.match(info.stdout, new RegExp(`restarts\\s+3, kept #${summary.chosenRestart}; val loglik -\\d`));
+  // The same seed with one restart is restart 1 of this fit.
+  const one = await runNf(['fit', example('moons.csv'), '-m', join(dir, 'one'), '--epochs', '3', '--layers', '2', '--seed', '7', '--restarts', '1', '--json']);
+  assert.equal(one.code, 0, one.stderr);
+  assert.equal(JSON.parse(one.stdout).bestValNll, summary.restartValNlls[0]);
+});
+
 test('checkpoint holds model.json with the contract fields and weights.bin of the right size', () => {
   const meta = JSON.parse(readFileSync(join(model, 'model.json'), 'utf8'));
   assert.equal(meta.format, 'nf-flow');
@@ -165,6 +187,7 @@ test('usage errors exit 2 with one line; user errors exit 1 with one line and no
     ['fit', example('moons.csv'), '--lr', '-1'],
     ['fit', example('moons.csv'), '--val-split', '1.5'],
     ['fit', example('moons.csv'), '--flow', 'maf'],
+    ['fit', example('moons.csv'), '--restarts', '0'],
     ['sample', '-m', model, '--bogus'],
   ]) {
     const r = await runNf(args);

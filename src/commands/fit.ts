@@ -120,13 +120,14 @@ function progressLine(latest: (EpochReport | undefined)[], restarts: number, wor
       `${formatDuration(r.elapsedMs)} elapsed, ≤${formatDuration(eta)} left`
     );
   }
-  const parts = latest.map((r, i) => (r ? `#${i + 1} ${r.epoch}/${r.epochs} best ${r.bestValNll.toFixed(4)}` : `#${i + 1} waiting`));
+  const epochs = latest.map((r) => (r ? `${r.epoch}/${r.epochs}` : '–')).join(' · ');
+  const bests = latest.map((r) => (r ? r.bestValNll.toFixed(4) : '–')).join(' · ');
   // Upper bound: every running restart to its epoch cap, then the queued ones one after another.
   const perEpoch = Math.max(...reports.map((r) => r.elapsedMs / r.epoch));
   const running = Math.max(...reports.map((r) => (r.elapsedMs / r.epoch) * (r.epochs - r.epoch)));
   const queued = workers === 0 ? restarts - reports.length : 0;
   const eta = running + queued * perEpoch * reports[0].epochs;
-  return `restarts: ${parts.join('  ')}  val NLL  ${formatDuration(elapsed)} elapsed, ≤${formatDuration(eta)} left`;
+  return `${restarts} restarts: epoch ${epochs}  best val NLL ${bests}  ${formatDuration(elapsed)} elapsed, ≤${formatDuration(eta)} left`;
 }
 
 export async function fit(input: string | undefined, opts: FitOptions): Promise<number> {
