@@ -132,7 +132,7 @@ rmSync(work, { recursive: true, force: true });
 
 const f = (v, d = 3) => (v === null || v === undefined ? '–' : v.toFixed(d));
 const lines = [
-  `nf quality benchmark — commit ${commit}, seed ${seed}, ${new Date().toISOString()}, total ${((Date.now() - started) / 60000).toFixed(1)} min`,
+  `nf quality benchmark — commit ${commit}, seed ${seed}${extra.length > 0 ? `, fit args ${extra.join(' ')}` : ''}, ${new Date().toISOString()}, total ${((Date.now() - started) / 60000).toFixed(1)} min`,
   '',
   '| dataset | D | rows | nf test LL ± se | RealNVP ref | Δ/dim vs ref | GMM | KDE | Gauss | truth | gap to truth | fit s | epochs (best) | restart kept: val LL of each | backend |',
   '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -142,6 +142,7 @@ const lines = [
 ];
 process.stdout.write(lines.join('\n') + '\n');
 mkdirSync(outDir, { recursive: true });
-const file = join(outDir, `quality-${commit || 'nogit'}-seed${seed}.json`);
-writeFileSync(file, JSON.stringify({ commit, seed, date: new Date().toISOString(), results }, null, 1) + '\n');
+const tag = extra.length > 0 ? `-${extra.join('').replace(/[^A-Za-z0-9.]+/g, '_')}` : '';
+const file = join(outDir, `quality-${commit || 'nogit'}-seed${seed}${tag}.json`);
+writeFileSync(file, JSON.stringify({ commit, seed, fitArgs: extra, date: new Date().toISOString(), results }, null, 1) + '\n');
 process.stderr.write(`wrote ${file}\n`);
