@@ -73,7 +73,7 @@ export function buildProgram(run: (code: number) => void): Command {
     .option('--hidden <n>', 'units per hidden layer of each coupling network', integer(1, 4096), 64)
     .option('--epochs <n>', 'maximum number of epochs', integer(1), 200)
     .option('--batch-size <n>', 'rows per optimiser step (default: 512, less for small data)', integer(1))
-    .option('--lr <x>', 'Adam learning rate', real(0, 1), 1e-3)
+    .option('--lr <x>', 'Adam learning rate (default: 0.002; 0.001 for --target fits)', real(0, 1))
     .option('--val-split <f>', 'fraction of rows held out for early stopping', real(0, 0.9), 0.2)
     .option('--patience <n>', 'stop after this many epochs without validation improvement', integer(1), 20)
     .option('--restarts <n>', 'train n flows from different initialisations on the same split and keep the best on validation (in parallel when cores are free)', integer(1, 64), 2)
