@@ -143,23 +143,17 @@ export async function trainRestarts(
     const { bestValNll, epochsRun, bestEpoch, stopReason } = a.result;
     return { seed: r.seed, bestValNll, epochs: epochsRun, bestEpoch, stopReason };
   });
+  // Best validation NLL among restarts that ran an epoch; a NaN never beats a number.
+  const done = attempts.map((a) => (a?.ok ? a.result : undefined));
+  const score = (r: TrainResult | undefined): number => (r && r.epochsRun > 0 && !Number.isNaN(r.bestValNll) ? r.bestValNll : Infinity);
   let chosen = -1;
-  for (let i = 0; i < restarts.length; i++) {
-    const a = attempts[i];
-    if (!a?.ok || a.result.epochsRun === 0) continue;
-    const best = chosen < 0 ? undefined : (attempts[chosen] as { ok: true; result: TrainResult }).result;
-    // NaN validation NLL never wins over a finite one.
-    if (best === undefined || a.result.bestValNll < best.bestValNll || (Number.isNaN(best.bestValNll) && !Number.isNaN(a.result.bestValNll))) chosen = i;
-  }
+  for (let i = 0; i < done.length; i++) if (done[i] && (chosen < 0 || score(done[i]) < score(done[chosen]))) chosen = i;
   if (chosen < 0) {
-    // No restart finished an epoch: report restart 0's error, or its (empty) result.
-    const first = attempts[0];
-    if (first && !first.ok) throw first.error;
-    const any = attempts.find((a): a is { ok: true; result: TrainResult } => a?.ok === true);
-    if (!any) throw (attempts.find((a) => a && !a.ok) as { ok: false; error: Error } | undefined)?.error ?? new Error('no restart ran');
-    return { result: any.result, chosen: attempts.indexOf(any), outcomes };
+    // Every restart failed: report restart 0's error (or the first one there is).
+    const failure = attempts.find((a): a is { ok: false; error: Error } => a?.ok === false);
+    throw failure?.error ?? new Error('no restart ran');
   }
-  return { result: (attempts[chosen] as { ok: true; result: TrainResult }).result, chosen, outcomes };
+  return { result: done[chosen] as TrainResult, chosen, outcomes };
 }
 
 function runInWorker(
