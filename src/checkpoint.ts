@@ -30,6 +30,8 @@ export interface TrainingSummary {
   seed: number;
   batchSize: number;
   lr: number;
+  /** Decay of the weight average that was validated and saved (absent: raw weights). */
+  emaDecay?: number;
   patience: number;
   valSplit: number;
   dequantize: boolean;

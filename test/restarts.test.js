@@ -28,7 +28,7 @@ for (const backend of backends) {
     const rng = new Rng(21);
     const rows = curvedRows(800, rng);
     const spec = { type: 'rnvp', dim: 2, layers: 4, hidden: 16, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(2, 4, rng) };
-    const cfg = { epochs: 6, batchSize: 128, lr: 3e-3, patience: 50, clipNorm: 5, warmupSteps: 5, plateauEpochs: 0, weightDecay: 0, seed: 0, threads: 1, backend };
+    const cfg = { epochs: 6, batchSize: 128, lr: 3e-3, patience: 50, clipNorm: 5, warmupSteps: 5, plateauEpochs: 0, weightDecay: 0, emaDecay: 0.99, seed: 0, threads: 1, backend };
     const restarts = [11, 12, 13].map((seed) => ({ seed, init: initParams(spec, new Rng(seed)) }));
     const trainRows = rows.subarray(0, 1280);
     const valRows = rows.subarray(1280);

@@ -7,7 +7,7 @@ import { Flow } from '../dist/flow/flow.js';
 import { initParams, makePermutations } from '../dist/flow/spec.js';
 import { Rng } from '../dist/rng.js';
 import { LocalGradients, ParallelGradients } from '../dist/train/gradients.js';
-import { train } from '../dist/train/trainer.js';
+import { rowLogProbs, train } from '../dist/train/trainer.js';
 import { Adam } from '../dist/train/adam.js';
 import { testBackends } from './helpers.js';
 
@@ -76,6 +76,33 @@ for (const backend of backends) {
     assert.ok(Math.abs(c.bestValNll - a.bestValNll) < 1e-3, `2 threads ${c.bestValNll} vs 1 thread ${a.bestValNll}`);
   });
 }
+
+test('with a weight average, the weights kept are the averaged ones that were validated', async () => {
+  await startEngine('cpu');
+  const rng = new Rng(3);
+  const rows = new Float32Array(800 * 2);
+  for (let i = 0; i < 800; i++) {
+    const a = rng.normal();
+    rows[2 * i] = a;
+    rows[2 * i + 1] = Math.sin(2 * a) + 0.2 * rng.normal();
+  }
+  const spec = { type: 'rnvp', dim: 2, layers: 4, hidden: 16, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(2, 4, rng) };
+  const flow = new Flow(spec, { mean: [0, 0], std: [1, 1] });
+  const val = rows.subarray(1200);
+  const run = (emaDecay) =>
+    train(flow, initParams(spec, new Rng(2)), rows.subarray(0, 1200), val, {
+      epochs: 10, batchSize: 64, lr: 3e-3, patience: 50, clipNorm: 5, warmupSteps: 5, plateauEpochs: 0, weightDecay: 0, emaDecay, seed: 1, threads: 1, backend: 'cpu',
+    });
+  const raw = await run(0);
+  const avg = await run(0.95);
+  // Same shuffles and steps: only what is scored and kept differs.
+  assert.deepEqual(avg.history.map((h) => h.trainNll), raw.history.map((h) => h.trainNll));
+  assert.notDeepEqual(Array.from(avg.params), Array.from(raw.params));
+  const lp = rowLogProbs(flow, avg.params, val);
+  const nll = -lp.reduce((a, b) => a + b, 0) / lp.length;
+  assert.ok(Math.abs(nll - avg.bestValNll) < 1e-4, `kept weights score ${nll}, reported best ${avg.bestValNll}`);
+  flow.dispose();
+});
 
 test('Adam with clipping converges on a quadratic and respects the clip factor', () => {
   const p = new Float32Array([5, -3]);

@@ -22,6 +22,11 @@ export interface TrainConfig {
   /** Halve the learning rate after this many epochs without improvement (0: never). */
   plateauEpochs: number;
   weightDecay: number;
+  /**
+   * Decay of an exponential moving average of the weights, which is what validation
+   * scores and what is kept (0 or absent: the raw weights).
+   */
+  emaDecay?: number;
   seed: number;
   /** Threads computing each batch (1: this thread only). Needs `backend` for the workers. */
   threads: number;
@@ -125,6 +130,10 @@ export async function train(
   params.set(init);
   const adam = new Adam(params, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: cfg.weightDecay });
   const best = Float32Array.from(init);
+  const emaDecay = cfg.emaDecay ?? 0;
+  // Averaging damps the step-to-step jitter of Adam's iterates around the optimum.
+  const ema = emaDecay > 0 ? Float32Array.from(init) : null;
+  let emaSteps = 0;
   const offset = flow.logStdSum; // standardised NLL + Σ log std = original-units NLL
   const initial = meanNll(flow, params, valT, nVal);
   let bestVal = initial;
@@ -178,6 +187,8 @@ export async function train(
           }
           lrScale *= 0.5;
           params.set(best);
+          ema?.set(best);
+          emaSteps = 0;
           adam.reset();
           hooks.onRecover?.(
             `non-finite loss at epoch ${epoch}: restored the best weights and lowered the learning rate to ${(cfg.lr * lrScale).toPrecision(3)}`,
@@ -188,6 +199,12 @@ export async function train(
         const lr = cfg.lr * lrScale * warm;
         const clip = gradNorm > cfg.clipNorm ? cfg.clipNorm / gradNorm : 1;
         adam.step(grad, lr, clip);
+        if (ema) {
+          // Short memory at first, so the average is not anchored to the initial weights.
+          emaSteps += 1;
+          const d = Math.min(emaDecay, (1 + emaSteps) / (10 + emaSteps));
+          for (let i = 0; i < ema.length; i++) ema[i] += (1 - d) * (params[i] - ema[i]);
+        }
         sum += lossValue * B;
         count += B;
         if (Date.now() - lastYield > 100) {
@@ -197,14 +214,15 @@ export async function train(
       }
       trainMs += performance.now() - t0;
       trainSamples += count;
-      const val = meanNll(flow, params, valT, nVal);
+      const scored = ema ?? params;
+      const val = meanNll(flow, scored, valT, nVal);
       const trainNll = count > 0 ? sum / count + offset : Number.NaN;
       epochsRun = epoch;
       history.push({ epoch, trainNll, valNll: val + offset });
       if (Number.isFinite(val) && val < bestVal) {
         bestVal = val;
         bestEpoch = epoch;
-        best.set(params);
+        best.set(scored);
       }
       hooks.onEpoch?.({
         epoch,
