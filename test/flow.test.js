@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { startEngine } from '../dist/engine.js';
 import { Flow, disposeWeights } from '../dist/flow/flow.js';
 import { couplingForward, couplingInverse } from '../dist/flow/coupling.js';
-import { defaultLayers, initParams, makePermutations } from '../dist/flow/spec.js';
+import { buildSpec, defaultArchitecture, initParams, makePermutations } from '../dist/flow/spec.js';
 import { Rng } from '../dist/rng.js';
 import { testBackends } from './helpers.js';
 
@@ -203,11 +203,16 @@ test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients re
   }
 });
 
-test('default depth: 8 layers for small data; with 5000+ training rows 32 in 2-D, 12 above', () => {
-  assert.equal(defaultLayers(2, 2400), 8);
-  assert.equal(defaultLayers(10, 4999), 8);
-  assert.equal(defaultLayers(2, 5000), 32);
-  assert.equal(defaultLayers(2, 20000), 32);
-  assert.equal(defaultLayers(3, 5000), 12);
-  assert.equal(defaultLayers(64, 20000), 12);
+test('default architecture: 8×64 for small data; with 5000+ training rows 64×32 in 2-D, 12×64 above; flags override', () => {
+  assert.deepEqual(defaultArchitecture(2, 2400), { layers: 8, hidden: 64 });
+  assert.deepEqual(defaultArchitecture(10, 4999), { layers: 8, hidden: 64 });
+  assert.deepEqual(defaultArchitecture(2, 5000), { layers: 64, hidden: 32 });
+  assert.deepEqual(defaultArchitecture(2, 20000), { layers: 64, hidden: 32 });
+  assert.deepEqual(defaultArchitecture(3, 5000), { layers: 12, hidden: 64 });
+  assert.deepEqual(defaultArchitecture(64, 20000), { layers: 12, hidden: 64 });
+  const spec = buildSpec('rnvp', 2, 48, undefined, 20000, new Rng(1));
+  assert.equal(spec.hidden, 48);
+  assert.equal(spec.layers, 64);
+  assert.equal(spec.permutations.length, 64);
+  assert.equal(buildSpec('rnvp', 2, undefined, 10, 20000, new Rng(1)).hidden, 32);
 });

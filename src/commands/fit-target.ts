@@ -26,7 +26,8 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
   // Reverse-KL fits keep 1e-3: their tests and examples were tuned with it.
   const lr = opts.lr ?? 1e-3;
   // Fresh samples every step: as much data as it wants.
-  const spec = buildSpec(opts.flow, D, opts.hidden, opts.layers, Number.POSITIVE_INFINITY, rng);
+  // Reverse-KL fits keep the architecture their tests and examples were tuned with.
+  const spec = buildSpec(opts.flow, D, opts.hidden ?? 64, opts.layers ?? (D === 2 ? 32 : 12), Number.POSITIVE_INFINITY, rng);
   // No data, so no standardisation: the flow itself learns location and scale.
   const standardization = { mean: new Array<number>(D).fill(0), std: new Array<number>(D).fill(1) };
   const flow = new Flow(spec, standardization);

@@ -25,12 +25,13 @@ export interface FitOptions {
   header: boolean;
   columns?: string[];
   flow: FlowType;
-  /** Coupling layers; default depends on the dimension (defaultLayers). */
+  /** Coupling layers; default depends on the dimension and data size (defaultArchitecture). */
   layers?: number;
   /** Reverse-KL fit to this target module instead of data. */
   target?: string;
   steps?: number;
-  hidden: number;
+  /** Units per hidden layer; default depends on the dimension and data size. */
+  hidden?: number;
   epochs: number;
   batchSize?: number;
   /** Adam learning rate; default DEFAULT_LR (data) or 1e-3 (--target). */
