@@ -210,9 +210,9 @@ test('default architecture: 8×64 for small data; with 5000+ training rows 64×3
   assert.deepEqual(defaultArchitecture(2, 20000), { layers: 64, hidden: 32 });
   assert.deepEqual(defaultArchitecture(3, 5000), { layers: 12, hidden: 64 });
   assert.deepEqual(defaultArchitecture(64, 20000), { layers: 12, hidden: 64 });
-  const spec = buildSpec('rnvp', 2, 48, undefined, 20000, new Rng(1));
+  const spec = buildSpec('rnvp', 2, { hidden: 48 }, defaultArchitecture(2, 20000), new Rng(1));
   assert.equal(spec.hidden, 48);
   assert.equal(spec.layers, 64);
   assert.equal(spec.permutations.length, 64);
-  assert.equal(buildSpec('rnvp', 2, undefined, 10, 20000, new Rng(1)).hidden, 32);
+  assert.equal(buildSpec('rnvp', 2, { layers: 10 }, defaultArchitecture(2, 20000), new Rng(1)).hidden, 32);
 });

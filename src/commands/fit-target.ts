@@ -5,7 +5,7 @@
 import { saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
 import { registerAllGradients, requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
-import { buildSpec, initParams } from '../flow/spec.js';
+import { buildSpec, initParams, targetArchitecture } from '../flow/spec.js';
 import { Rng, freshSeed } from '../rng.js';
 import { loadTarget } from '../target.js';
 import { formatDuration, note, startProgress, warn } from '../terminal.js';
@@ -25,9 +25,7 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
   const D = target.dim;
   // Reverse-KL fits keep 1e-3: their tests and examples were tuned with it.
   const lr = opts.lr ?? 1e-3;
-  // Fresh samples every step: as much data as it wants.
-  // Reverse-KL fits keep the architecture their tests and examples were tuned with.
-  const spec = buildSpec(opts.flow, D, opts.hidden ?? 64, opts.layers ?? (D === 2 ? 32 : 12), Number.POSITIVE_INFINITY, rng);
+  const spec = buildSpec(opts.flow, D, opts, targetArchitecture(D), rng);
   // No data, so no standardisation: the flow itself learns location and scale.
   const standardization = { mean: new Array<number>(D).fill(0), std: new Array<number>(D).fill(1) };
   const flow = new Flow(spec, standardization);

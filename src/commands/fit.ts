@@ -6,7 +6,7 @@ import { UserError } from '../errors.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
-import { buildSpec, initParams, type FlowType } from '../flow/spec.js';
+import { buildSpec, defaultArchitecture, initParams, type FlowType } from '../flow/spec.js';
 import { prepareData } from '../train/prepare.js';
 import { Rng, freshSeed } from '../rng.js';
 import { formatDuration, note, startProgress, warn } from '../terminal.js';
@@ -181,7 +181,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const D = table.columns.length;
 
   const engine = await startEngine(backendWanted);
-  const spec = buildSpec(opts.flow, D, opts.hidden, opts.layers, data.trainRows, rng);
+  const spec = buildSpec(opts.flow, D, opts, defaultArchitecture(D, data.trainRows), rng);
   const flow = new Flow(spec, data.standardization);
   // Small data sets get smaller batches so an epoch still has several steps.
   const lr = opts.lr ?? DEFAULT_LR;
