@@ -16,12 +16,13 @@ import {
   type CouplingConfig,
   type CouplingWeights,
 } from './coupling.js';
+import { backward2d, forward2d, inverse2d, type ColumnCache, type ColumnWeights, type CouplingHeads } from './coupling2d.js';
 import { invertPermutation, isIdentity, paramCount, paramLayout, type FlowSpec, type ParamEntry } from './spec.js';
 
 const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 
 /** Weight tensors of a whole flow: one entry per coupling, plus NICE's log-scales σ if any. */
-export type FlowWeights = CouplingWeights[] & { logScale?: Tensor };
+export type FlowWeights = ColumnWeights[] & { logScale?: Tensor };
 
 export interface Standardization {
   mean: number[];
@@ -39,6 +40,11 @@ export class Flow {
   private readonly perms: { perm: Tensor | null; invPerm: Tensor | null }[];
   private readonly mean: Tensor;
   private readonly std: Tensor;
+  /**
+   * 2-D flows run on two [B,1] columns (coupling2d.ts): per layer, whether its permutation
+   * swaps them; null above 2-D.
+   */
+  private readonly swaps: boolean[] | null;
 
   constructor(spec: FlowSpec, standardization: Standardization) {
     this.spec = spec;
@@ -55,6 +61,7 @@ export class Flow {
     );
     this.mean = tf.tensor1d(standardization.mean, 'float32');
     this.std = tf.tensor1d(standardization.std, 'float32');
+    this.swaps = spec.dim === 2 ? spec.permutations.map((p) => p[0] === 1) : null;
   }
 
   dispose(): void {
@@ -89,7 +96,8 @@ export class Flow {
         biases.push(tf.tensor(params.subarray(offset, offset + bias.size), bias.shape, 'float32'));
         offset += bias.size;
       }
-      out.push({ kernels, biases, ...(forTraining ? { kernelsT } : {}), ...this.perms[l] });
+      const heads = this.swaps && this.spec.type === 'rnvp' ? columnHeads(params, offset, this.spec.hidden, forTraining) : undefined;
+      out.push({ kernels, biases, ...(forTraining ? { kernelsT } : {}), ...(heads ? { heads } : {}), ...this.perms[l] });
     }
     if (this.spec.diagScale) {
       out.logScale = tf.tensor1d(params.subarray(offset, offset + this.spec.dim), 'float32');
@@ -120,6 +128,7 @@ export class Flow {
 
   /** Data → base in standardised space: z and Σ log|det| per row. */
   toBase(x0: Tensor, weights: FlowWeights): { z: Tensor; logDet: Tensor } {
+    if (this.swaps) return this.toBase2d(x0, weights, this.swaps);
     let u = x0;
     let logDet: Tensor = tf.zeros([x0.shape[0]]);
     for (const w of weights) {
@@ -137,8 +146,40 @@ export class Flow {
     return { z: u, logDet };
   }
 
+  private toBase2d(x0: Tensor, weights: FlowWeights, swaps: boolean[]): { z: Tensor; logDet: Tensor } {
+    let [c0, c1] = tf.split(x0, 2, 1);
+    let logDet: Tensor = tf.zeros([x0.shape[0]!, 1]);
+    weights.forEach((w, l) => {
+      // One tidy per layer, as in toBase.
+      [c0, c1, logDet] = tf.tidy(() => {
+        const [a, b] = swaps[l] ? [c1, c0] : [c0, c1];
+        const r = inverse2d(a, b, w, this.cfg);
+        return [a, r.y, r.logDet ? tf.add(logDet, r.logDet) : logDet];
+      });
+    });
+    return tf.tidy(() => {
+      let u = tf.concat([c0, c1], 1);
+      let ld = tf.reshape(logDet, [-1]);
+      if (weights.logScale) {
+        u = tf.mul(u, tf.exp(weights.logScale));
+        ld = tf.add(ld, tf.sum(weights.logScale));
+      }
+      return { z: u, logDet: ld };
+    });
+  }
+
   /** Base → standardised data. */
   fromBase(z: Tensor, weights: FlowWeights): Tensor {
+    if (this.swaps) {
+      const swaps = this.swaps;
+      let [c0, c1] = tf.split(unscale(z, weights), 2, 1);
+      for (let l = weights.length - 1; l >= 0; l--) {
+        const [a, y] = [c0, c1];
+        const b = tf.tidy(() => forward2d(a, y, weights[l], this.cfg));
+        [c0, c1] = swaps[l] ? [b, a] : [a, b];
+      }
+      return tf.concat([c0, c1], 1);
+    }
     let u = unscale(z, weights);
     for (let l = weights.length - 1; l >= 0; l--) {
       const input = u;
@@ -187,6 +228,7 @@ export class Flow {
    * i.e. without the constant Σ log std) and its gradient w.r.t. the flat parameters.
    */
   lossAndGrad(weights: FlowWeights, x0: Tensor): { loss: Scalar; grad: Tensor } {
+    if (this.swaps) return this.lossAndGrad2d(weights, x0, this.swaps);
     return tf.tidy(() => {
       const B = x0.shape[0];
       const caches: CouplingCache[] = [];
@@ -226,6 +268,49 @@ export class Flow {
     });
   }
 
+  private lossAndGrad2d(weights: FlowWeights, x0: Tensor, swaps: boolean[]): { loss: Scalar; grad: Tensor } {
+    return tf.tidy(() => {
+      const B = x0.shape[0]!;
+      const caches: ColumnCache[] = [];
+      let [c0, c1] = tf.split(x0, 2, 1);
+      let logDetSum: Tensor | null = null;
+      weights.forEach((w, l) => {
+        const [a, b] = swaps[l] ? [c1, c0] : [c0, c1];
+        const r = inverse2d(a, b, w, this.cfg);
+        caches.push(r.cache);
+        [c0, c1] = [a, r.y];
+        if (r.logDet) logDetSum = logDetSum ? tf.add(logDetSum, r.logDet) : r.logDet;
+      });
+      const ls = weights.logScale;
+      const scale = ls ? tf.exp(ls) : null;
+      const u = tf.concat([c0, c1], 1);
+      const z = scale ? tf.mul(u, scale) : u;
+      let total = tf.mul(tf.sum(tf.square(z)), 0.5);
+      if (logDetSum) total = tf.sub(total, tf.sum(logDetSum));
+      if (ls) total = tf.sub(total, tf.mul(tf.sum(ls), B));
+      const loss = tf.add(tf.div(total, B), this.spec.dim * HALF_LOG_2PI) as Scalar;
+
+      // As in lossAndGrad; the [B,2] gradient is split into columns once.
+      let gz: Tensor = tf.div(z, B);
+      const grads: Tensor[] = new Array(this.layout.length);
+      if (scale) {
+        grads[this.layout.length - 1] = tf.sub(tf.div(tf.sum(tf.square(z), 0), B), 1);
+        gz = tf.mul(gz, scale);
+      }
+      let [g0, g1] = tf.split(gz, 2, 1);
+      const per = 2 * (this.spec.hiddenLayers + 1);
+      for (let l = weights.length - 1; l >= 0; l--) {
+        const r = backward2d(g0, g1, -1 / B, caches[l], weights[l], l > 0);
+        for (let k = 0; k < r.kernels.length; k++) {
+          grads[l * per + 2 * k] = tf.reshape(r.kernels[k], [-1]);
+          grads[l * per + 2 * k + 1] = r.biases[k];
+        }
+        if (r.a && r.b) [g0, g1] = swaps[l] ? [r.b, r.a] : [r.a, r.b];
+      }
+      return { loss, grad: tf.concat(grads) };
+    });
+  }
+
   /** Mean NLL in standardised space, without gradient (for validation). */
   meanNll(weights: FlowWeights, x0: Tensor): Scalar {
     return tf.tidy(() => {
@@ -241,8 +326,26 @@ function unscale(z: Tensor, weights: FlowWeights): Tensor {
   return weights.logScale ? tf.mul(z, tf.exp(tf.neg(weights.logScale))) : z;
 }
 
+/**
+ * rnvp's last kernel [H,2] and bias [2] (ending at `end` in `params`) as one-column heads for
+ * raw log-scale and shift: a copy in JS instead of splitting the network's output per step.
+ */
+function columnHeads(params: Float32Array, end: number, hidden: number, forTraining: boolean): CouplingHeads {
+  const bias = params.subarray(end - 2, end);
+  const kernel = params.subarray(end - 2 - 2 * hidden, end - 2);
+  const cols = [0, 1].map((c) => Float32Array.from({ length: hidden }, (_, i) => kernel[2 * i + c]));
+  return {
+    kernels: [tf.tensor(cols[0], [hidden, 1], 'float32'), tf.tensor(cols[1], [hidden, 1], 'float32')],
+    ...(forTraining ? { kernelsT: [tf.tensor(cols[0], [1, hidden], 'float32'), tf.tensor(cols[1], [1, hidden], 'float32')] as [Tensor, Tensor] } : {}),
+    biases: [tf.tensor(bias.subarray(0, 1), [1], 'float32'), tf.tensor(bias.subarray(1, 2), [1], 'float32')],
+  };
+}
+
 export function disposeWeights(weights: FlowWeights): void {
-  for (const w of weights) for (const t of [...w.kernels, ...w.biases, ...(w.kernelsT ?? [])]) t.dispose();
+  for (const w of weights) {
+    for (const t of [...w.kernels, ...w.biases, ...(w.kernelsT ?? [])]) t.dispose();
+    if (w.heads) for (const t of [...w.heads.kernels, ...w.heads.biases, ...(w.heads.kernelsT ?? [])]) t.dispose();
+  }
   weights.logScale?.dispose();
 }
 
