@@ -32,6 +32,8 @@ export interface TrainingSummary {
   lr: number;
   /** Decay of the weight average that was validated and saved (absent: raw weights). */
   emaDecay?: number;
+  /** Decoupled weight decay per unit learning rate (absent: none, or written before it existed). */
+  weightDecay?: number;
   patience: number;
   valSplit: number;
   dequantize: boolean;

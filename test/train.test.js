@@ -113,3 +113,17 @@ test('Adam with clipping converges on a quadratic and respects the clip factor',
   new Adam(q).step(new Float32Array([1000]), 0.1, 0);
   assert.equal(q[0], 1, 'a zero clip factor means no step');
 });
+
+test('Adam weight decay is decoupled: with a zero gradient each step shrinks by (1 − lr·decay)', () => {
+  const p = new Float32Array([2, -4]);
+  const adam = new Adam(p, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.5 });
+  for (let i = 0; i < 10; i++) adam.step(new Float32Array([0, 0]), 0.1);
+  const f = (1 - 0.1 * 0.5) ** 10;
+  assert.ok(Math.abs(p[0] - 2 * f) < 1e-5 && Math.abs(p[1] + 4 * f) < 1e-5, `ended at ${p}, expected ${2 * f}, ${-4 * f}`);
+  // The decay does not pass through Adam's normalisation: a large gradient does not scale it.
+  const q = new Float32Array([1]);
+  const r = new Float32Array([1]);
+  new Adam(q, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.5 }).step(new Float32Array([1000]), 0.1);
+  new Adam(r).step(new Float32Array([1000]), 0.1);
+  assert.ok(Math.abs(q[0] - (r[0] - 0.1 * 0.5)) < 1e-5, `decayed step ${q[0]} vs plain ${r[0]}`);
+});
