@@ -168,21 +168,21 @@ for (const backend of await testBackends()) {
     flow.dispose();
   });
 
-  test(`${backend}: no tensors leak across training steps and repeated logprob calls`, async () => {
+  for (const dim of [2, 3]) test(`${backend}: D=${dim}: no tensors leak across training steps and repeated logprob calls`, async () => {
     const { train } = await import('../dist/train/trainer.js');
     const { Model } = await import('../dist/model.js');
     const start = tf.memory().numTensors;
-    const { flow, params, rng, spec } = makeFlow('rnvp', 3, { jitter: 0 });
-    const data = rng.normals(300 * 3);
+    const { flow, params, rng, spec } = makeFlow('rnvp', dim, { jitter: 0 });
+    const data = rng.normals(300 * dim);
     const before = tf.memory().numTensors;
-    const r = await train(flow, params, data.subarray(0, 240 * 3), data.subarray(240 * 3), {
+    const r = await train(flow, params, data.subarray(0, 240 * dim), data.subarray(240 * dim), {
       epochs: 3, batchSize: 64, lr: 1e-3, patience: 5, clipNorm: 5, warmupSteps: 10, plateauEpochs: 2, weightDecay: 0, seed: 1, threads: 1, backend,
     });
     assert.equal(tf.memory().numTensors, before, 'training leaked tensors');
-    const meta = { flow: spec, columns: ['a', 'b', 'c'], standardization: flow.standardization, training: {} };
+    const meta = { flow: spec, columns: ['a', 'b', 'c'].slice(0, dim), standardization: flow.standardization, training: {} };
     const model = Model.fromParams(meta, r.params);
     const afterLoad = tf.memory().numTensors;
-    for (let i = 0; i < 5; i++) model.logProb(data.subarray(0, 30), 10);
+    for (let i = 0; i < 5; i++) model.logProb(data.subarray(0, 10 * dim), 10);
     model.sample(10, 1, rng);
     assert.equal(tf.memory().numTensors, afterLoad, 'logprob/sample leaked tensors');
     model.dispose();
