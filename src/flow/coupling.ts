@@ -68,16 +68,23 @@ function kernelT(w: CouplingWeights, k: number): Tensor {
   return w.kernelsT ? w.kernelsT[k] : tf.transpose(w.kernels[k]);
 }
 
+/**
+ * The coupling network's hidden ReLU layers: the inputs of every dense layer (a, h1, ...,
+ * hK); the last one feeds the output layer.
+ */
+export function hiddenActs(a: Tensor, w: CouplingWeights): Tensor[] {
+  const acts: Tensor[] = [a];
+  for (let k = 0; k < w.kernels.length - 1; k++) {
+    acts.push(tf.fused.matMul({ a: acts[k], b: w.kernels[k], bias: w.biases[k], activation: 'relu' }));
+  }
+  return acts;
+}
+
 /** Coupling network: ReLU MLP; returns the output and the inputs of every dense layer. */
 function net(a: Tensor, w: CouplingWeights): { out: Tensor; acts: Tensor[] } {
-  const acts: Tensor[] = [a];
-  let h = a;
+  const acts = hiddenActs(a, w);
   const last = w.kernels.length - 1;
-  for (let k = 0; k < last; k++) {
-    h = tf.fused.matMul({ a: h, b: w.kernels[k], bias: w.biases[k], activation: 'relu' });
-    acts.push(h);
-  }
-  const out = tf.fused.matMul({ a: h, b: w.kernels[last], bias: w.biases[last] });
+  const out = tf.fused.matMul({ a: acts[last], b: w.kernels[last], bias: w.biases[last] });
   return { out, acts };
 }
 

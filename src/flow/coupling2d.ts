@@ -8,7 +8,7 @@
  * took about a third of a training step.
  */
 import { tf, type Tensor } from '../tf.js';
-import type { CouplingConfig, CouplingWeights } from './coupling.js';
+import { hiddenActs, type CouplingConfig, type CouplingWeights } from './coupling.js';
 
 /** One output head per column of the last layer: rnvp's raw log-scale and shift. */
 export interface CouplingHeads {
@@ -50,13 +50,9 @@ function headsOf(w: ColumnWeights): CouplingHeads {
 
 /** Coupling network on column `a`: (raw log-scale or null for nice, shift, dense inputs). */
 function net(a: Tensor, w: ColumnWeights, cfg: CouplingConfig): { raw: Tensor | null; t: Tensor; acts: Tensor[] } {
-  const acts: Tensor[] = [a];
-  let h = a;
+  const acts = hiddenActs(a, w);
   const last = w.kernels.length - 1;
-  for (let k = 0; k < last; k++) {
-    h = tf.fused.matMul({ a: h, b: w.kernels[k], bias: w.biases[k], activation: 'relu' });
-    acts.push(h);
-  }
+  const h = acts[last];
   if (cfg.type === 'nice') return { raw: null, t: tf.fused.matMul({ a: h, b: w.kernels[last], bias: w.biases[last] }), acts };
   const heads = headsOf(w);
   const raw = tf.fused.matMul({ a: h, b: heads.kernels[0], bias: heads.biases[0] });

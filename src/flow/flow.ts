@@ -240,21 +240,9 @@ export class Flow {
         u = r.out;
         if (r.logDet) logDet = logDet ? tf.add(logDet, r.logDet) : r.logDet;
       }
-      const ls = weights.logScale;
-      const scale = ls ? tf.exp(ls) : null;
-      const z = scale ? tf.mul(u, scale) : u;
-      let total = tf.mul(tf.sum(tf.square(z)), 0.5);
-      if (logDet) total = tf.sub(total, tf.sum(logDet));
-      if (ls) total = tf.sub(total, tf.mul(tf.sum(ls), B));
-      const loss = tf.add(tf.div(total, B), this.spec.dim * HALF_LOG_2PI) as Scalar;
-
-      // ∂loss/∂z = z/B. Through z = u·exp(σ): ∂/∂u = (z/B)·exp(σ), ∂/∂σ = Σ_rows z²/B − 1.
-      let g: Tensor = tf.div(z, B);
       const grads: Tensor[] = new Array(this.layout.length);
-      if (scale) {
-        grads[this.layout.length - 1] = tf.sub(tf.div(tf.sum(tf.square(z), 0), B), 1);
-        g = tf.mul(g, scale);
-      }
+      const { loss, gU } = this.baseLoss(u, logDet, weights, grads);
+      let g = gU;
       const per = 2 * (this.spec.hiddenLayers + 1);
       for (let l = weights.length - 1; l >= 0; l--) {
         const r = couplingBackward(g, -1 / B, caches[l], weights[l], this.cfg, l > 0);
@@ -266,6 +254,28 @@ export class Flow {
       }
       return { loss, grad: tf.concat(grads) };
     });
+  }
+
+  /**
+   * Mean NLL of a batch from the couplings' output u and the summed coupling log-dets,
+   * and its gradient w.r.t. u; NICE's σ gradient goes into the last slot of `grads`.
+   */
+  private baseLoss(u: Tensor, logDet: Tensor | null, weights: FlowWeights, grads: Tensor[]): { loss: Scalar; gU: Tensor } {
+    const B = u.shape[0]!;
+    const ls = weights.logScale;
+    const scale = ls ? tf.exp(ls) : null;
+    const z = scale ? tf.mul(u, scale) : u;
+    let total = tf.mul(tf.sum(tf.square(z)), 0.5);
+    if (logDet) total = tf.sub(total, tf.sum(logDet));
+    if (ls) total = tf.sub(total, tf.mul(tf.sum(ls), B));
+    const loss = tf.add(tf.div(total, B), this.spec.dim * HALF_LOG_2PI) as Scalar;
+    // ∂loss/∂z = z/B. Through z = u·exp(σ): ∂/∂u = (z/B)·exp(σ), ∂/∂σ = Σ_rows z²/B − 1.
+    let gU: Tensor = tf.div(z, B);
+    if (scale) {
+      grads[this.layout.length - 1] = tf.sub(tf.div(tf.sum(tf.square(z), 0), B), 1);
+      gU = tf.mul(gU, scale);
+    }
+    return { loss, gU };
   }
 
   private lossAndGrad2d(weights: FlowWeights, x0: Tensor, swaps: boolean[]): { loss: Scalar; grad: Tensor } {
@@ -281,23 +291,10 @@ export class Flow {
         [c0, c1] = [a, r.y];
         if (r.logDet) logDetSum = logDetSum ? tf.add(logDetSum, r.logDet) : r.logDet;
       });
-      const ls = weights.logScale;
-      const scale = ls ? tf.exp(ls) : null;
-      const u = tf.concat([c0, c1], 1);
-      const z = scale ? tf.mul(u, scale) : u;
-      let total = tf.mul(tf.sum(tf.square(z)), 0.5);
-      if (logDetSum) total = tf.sub(total, tf.sum(logDetSum));
-      if (ls) total = tf.sub(total, tf.mul(tf.sum(ls), B));
-      const loss = tf.add(tf.div(total, B), this.spec.dim * HALF_LOG_2PI) as Scalar;
-
-      // As in lossAndGrad; the [B,2] gradient is split into columns once.
-      let gz: Tensor = tf.div(z, B);
       const grads: Tensor[] = new Array(this.layout.length);
-      if (scale) {
-        grads[this.layout.length - 1] = tf.sub(tf.div(tf.sum(tf.square(z), 0), B), 1);
-        gz = tf.mul(gz, scale);
-      }
-      let [g0, g1] = tf.split(gz, 2, 1);
+      const { loss, gU } = this.baseLoss(tf.concat([c0, c1], 1), logDetSum, weights, grads);
+      // The [B,2] gradient is split into columns once.
+      let [g0, g1] = tf.split(gU, 2, 1);
       const per = 2 * (this.spec.hiddenLayers + 1);
       for (let l = weights.length - 1; l >= 0; l--) {
         const r = backward2d(g0, g1, -1 / B, caches[l], weights[l], l > 0);
