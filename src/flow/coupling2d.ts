@@ -8,7 +8,7 @@
  * took about a third of a training step.
  */
 import { tf, type Tensor } from '../tf.js';
-import { hiddenActs, type CouplingConfig, type CouplingWeights } from './coupling.js';
+import { boundedScale, hiddenActs, type CouplingConfig, type CouplingWeights } from './coupling.js';
 
 /** One output head per column of the last layer: rnvp's raw log-scale and shift. */
 export interface CouplingHeads {
@@ -60,11 +60,6 @@ function net(a: Tensor, w: ColumnWeights, cfg: CouplingConfig): { raw: Tensor | 
   return { raw, t, acts };
 }
 
-function boundedScale(raw: Tensor, cfg: CouplingConfig): { s: Tensor; tanhRaw: Tensor } {
-  const tanhRaw = tf.tanh(tf.mul(raw, 1 / cfg.scaleBound));
-  return { s: tf.mul(tanhRaw, cfg.scaleBound), tanhRaw };
-}
-
 /** Data → base: y from (a, b); `logDet` is s per row as [B,1] (null for nice). */
 export function inverse2d(
   a: Tensor,
@@ -100,7 +95,7 @@ function colSum(col: Tensor): Tensor {
 
 /**
  * Backward of `inverse2d` for a loss L: `gA0`, `gY` = ∂L/∂(a, y) of the outputs,
- * `gLogDet` = ∂L/∂logDet for every row.
+ * `gLogDet` = ∂L/∂logDet for every row; `ones` as in couplingBackward.
  */
 export function backward2d(
   gA0: Tensor,
@@ -109,6 +104,7 @@ export function backward2d(
   cache: ColumnCache,
   w: ColumnWeights,
   needInput: boolean,
+  ones: Tensor,
 ): ColumnGrads {
   const K = w.kernels.length;
   const kernels = new Array<Tensor>(K);
@@ -138,8 +134,6 @@ export function backward2d(
     const kT = w.kernelsT ? w.kernelsT[K - 1] : tf.reshape(w.kernels[K - 1], [1, -1]);
     gH = tf.matMul(gY, kT);
   }
-  // Σ over rows as a [1,B]·[B,n] product: ~10× faster than a column sum on wasm.
-  const ones = tf.ones([1, gY.shape[0]!]);
   // gIn: ∂L/∂acts[k+1], the output of hidden layer k; its ReLU passes it where positive.
   let gIn = gH;
   for (let k = K - 2; k >= 0; k--) {

@@ -86,17 +86,21 @@ export class Flow {
       const kernels: Tensor[] = [];
       const kernelsT: Tensor[] = [];
       const biases: Tensor[] = [];
+      let heads: CouplingHeads | undefined;
       for (let k = 0; k <= this.spec.hiddenLayers; k++) {
         const kernel = this.layout[e++];
         const values = params.subarray(offset, offset + kernel.size);
         kernels.push(tf.tensor(values, kernel.shape, 'float32'));
-        if (forTraining) kernelsT.push(tf.tensor(transpose(values, kernel.shape[0], kernel.shape[1]), [kernel.shape[1], kernel.shape[0]], 'float32'));
+        const withHeads = k === this.spec.hiddenLayers && this.swaps !== null && this.spec.type === 'rnvp';
+        const kT = forTraining || withHeads ? transpose(values, kernel.shape[0], kernel.shape[1]) : null;
+        if (forTraining && kT) kernelsT.push(tf.tensor(kT, [kernel.shape[1], kernel.shape[0]], 'float32'));
         offset += kernel.size;
         const bias = this.layout[e++];
-        biases.push(tf.tensor(params.subarray(offset, offset + bias.size), bias.shape, 'float32'));
+        const biasValues = params.subarray(offset, offset + bias.size);
+        biases.push(tf.tensor(biasValues, bias.shape, 'float32'));
         offset += bias.size;
+        if (withHeads && kT) heads = columnHeads(kT, biasValues, forTraining);
       }
-      const heads = this.swaps && this.spec.type === 'rnvp' ? columnHeads(params, offset, this.spec.hidden, forTraining) : undefined;
       out.push({ kernels, biases, ...(forTraining ? { kernelsT } : {}), ...(heads ? { heads } : {}), ...this.perms[l] });
     }
     if (this.spec.diagScale) {
@@ -174,7 +178,9 @@ export class Flow {
       const swaps = this.swaps;
       let [c0, c1] = tf.split(unscale(z, weights), 2, 1);
       for (let l = weights.length - 1; l >= 0; l--) {
-        const [a, y] = [c0, c1];
+        // This layer's output is (a, y) = (c0, c1); its input, before the swap, is (a, b).
+        const a = c0;
+        const y = c1;
         const b = tf.tidy(() => forward2d(a, y, weights[l], this.cfg));
         [c0, c1] = swaps[l] ? [b, a] : [a, b];
       }
@@ -244,8 +250,9 @@ export class Flow {
       const { loss, gU } = this.baseLoss(u, logDet, weights, grads);
       let g = gU;
       const per = 2 * (this.spec.hiddenLayers + 1);
+      const ones = tf.ones([1, B]);
       for (let l = weights.length - 1; l >= 0; l--) {
-        const r = couplingBackward(g, -1 / B, caches[l], weights[l], this.cfg, l > 0);
+        const r = couplingBackward(g, -1 / B, caches[l], weights[l], this.cfg, l > 0, ones);
         for (let k = 0; k < r.kernels.length; k++) {
           grads[l * per + 2 * k] = tf.reshape(r.kernels[k], [-1]);
           grads[l * per + 2 * k + 1] = r.biases[k];
@@ -296,8 +303,9 @@ export class Flow {
       // The [B,2] gradient is split into columns once.
       let [g0, g1] = tf.split(gU, 2, 1);
       const per = 2 * (this.spec.hiddenLayers + 1);
+      const ones = tf.ones([1, B]);
       for (let l = weights.length - 1; l >= 0; l--) {
-        const r = backward2d(g0, g1, -1 / B, caches[l], weights[l], l > 0);
+        const r = backward2d(g0, g1, -1 / B, caches[l], weights[l], l > 0, ones);
         for (let k = 0; k < r.kernels.length; k++) {
           grads[l * per + 2 * k] = tf.reshape(r.kernels[k], [-1]);
           grads[l * per + 2 * k + 1] = r.biases[k];
@@ -324,16 +332,16 @@ function unscale(z: Tensor, weights: FlowWeights): Tensor {
 }
 
 /**
- * rnvp's last kernel [H,2] and bias [2] (ending at `end` in `params`) as one-column heads for
- * raw log-scale and shift: a copy in JS instead of splitting the network's output per step.
+ * rnvp's last layer as one-column heads for raw log-scale and shift, from its kernel
+ * transposed ([2,H]: row c is output c's column) and its bias [2]: a copy in JS instead
+ * of splitting the network's output every step.
  */
-function columnHeads(params: Float32Array, end: number, hidden: number, forTraining: boolean): CouplingHeads {
-  const bias = params.subarray(end - 2, end);
-  const kernel = params.subarray(end - 2 - 2 * hidden, end - 2);
-  const cols = [0, 1].map((c) => Float32Array.from({ length: hidden }, (_, i) => kernel[2 * i + c]));
+function columnHeads(kernelT: Float32Array, bias: Float32Array, forTraining: boolean): CouplingHeads {
+  const H = kernelT.length / 2;
+  const col = (c: number, shape: [number, number]): Tensor => tf.tensor(kernelT.subarray(c * H, (c + 1) * H), shape, 'float32');
   return {
-    kernels: [tf.tensor(cols[0], [hidden, 1], 'float32'), tf.tensor(cols[1], [hidden, 1], 'float32')],
-    ...(forTraining ? { kernelsT: [tf.tensor(cols[0], [1, hidden], 'float32'), tf.tensor(cols[1], [1, hidden], 'float32')] as [Tensor, Tensor] } : {}),
+    kernels: [col(0, [H, 1]), col(1, [H, 1])],
+    ...(forTraining ? { kernelsT: [col(0, [1, H]), col(1, [1, H])] as [Tensor, Tensor] } : {}),
     biases: [tf.tensor(bias.subarray(0, 1), [1], 'float32'), tf.tensor(bias.subarray(1, 2), [1], 'float32')],
   };
 }
