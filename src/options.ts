@@ -9,7 +9,9 @@ export function integer(min: number, max = Number.MAX_SAFE_INTEGER): (value: str
     const v = value.trim();
     if (!/^[+-]?\d+$/.test(v)) throw new InvalidArgumentError(`expected an integer, got '${value}'`);
     const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`must be ${max === Number.MAX_SAFE_INTEGER ? `at least ${min}` : `between ${min} and ${max}`}, got ${n}`);
+    if (n < min || n > max) {
+      throw new InvalidArgumentError(`must be ${max === Number.MAX_SAFE_INTEGER && n < min ? `at least ${min}` : `between ${min} and ${max}`}, got ${v}`);
+    }
     return n;
   };
 }
@@ -20,6 +22,8 @@ export function real(lo: number, hi: number, openLow = true): (value: string) =>
     const v = value.trim();
     if (!/^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(v)) throw new InvalidArgumentError(`expected a number, got '${value}'`);
     const n = Number(v);
+    // '1e400' matches the pattern but is Infinity.
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`expected a finite number, got '${value}'`);
     const lowOk = openLow ? n > lo : n >= lo;
     if (!lowOk || n > hi) {
       throw new InvalidArgumentError(`must be ${openLow ? 'greater than' : 'at least'} ${lo}${Number.isFinite(hi) ? ` and at most ${hi}` : ''}, got ${n}`);

@@ -1,7 +1,7 @@
 /**
  * Everything nf shows a person: messages, warnings, progress. All of it goes to stderr;
- * colour and spinners only on a terminal (NO_COLOR, TERM=dumb and --no-color turn them
- * off, FORCE_COLOR turns colour on). chalk and ora are loaded only when used.
+ * colour and spinners only on a terminal (NO_COLOR and TERM=dumb turn both off, --no-color
+ * the colour; FORCE_COLOR turns colour on). chalk and ora are loaded only when used.
  */
 import type { ChalkInstance } from 'chalk';
 import type { Ora } from 'ora';
@@ -15,7 +15,9 @@ export function configureTerminal(opts: { quiet?: boolean; color?: boolean }): v
 }
 
 export function isInteractive(): boolean {
-  return Boolean(process.stderr.isTTY) && process.env.TERM !== 'dumb' && !process.env.CI;
+  // A terminal reporting 0 columns (a pty without a window size, e.g. under `script` or
+  // `docker run -t`) is not one we can draw on: ora's line count divides by the width.
+  return Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0 && process.env.TERM !== 'dumb' && !process.env.CI;
 }
 
 export function useColor(): boolean {
@@ -65,11 +67,12 @@ export interface Progress {
 
 /** Spinner with live text on a terminal; silent otherwise (stderr logs stay clean). */
 export async function startProgress(initial: string): Promise<Progress> {
-  if (quiet || !isInteractive()) {
+  // NO_COLOR also means no spinner (the contract); --no-color keeps an uncoloured one.
+  if (quiet || !isInteractive() || process.env.NO_COLOR) {
     return { update: () => undefined, log: (t) => note(t), stop: () => undefined };
   }
   const { default: ora } = await import('ora');
-  const spinner: Ora = ora({ text: initial, stream: process.stderr, color: 'cyan', isEnabled: true, discardStdin: false }).start();
+  const spinner: Ora = ora({ text: initial, stream: process.stderr, color: useColor() ? 'cyan' : false, isEnabled: true, discardStdin: false }).start();
   return {
     update: (text) => {
       spinner.text = text;

@@ -4,7 +4,7 @@
 // stack trace. Also: faults while writing, and interrupting `fit`.
 import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { cpSync, existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
 import { bin, example, root, runNf, runShell, tempDir } from './helpers.js';
@@ -170,6 +170,9 @@ test('bad options are usage errors: exit 2, one line, nothing on stdout', async 
     ['sample', '-m', moons, '--temperature', '0'],
     ['sample', '-m', moons, '--temperature', '-1'],
     ['sample', '-m', moons, '--seed', '-1'],
+    // Parses to Infinity: must not print rows of -inf.
+    ['sample', '-m', moons, '--temperature', '1e400'],
+    ['sample', '-m', moons, '-n', '99999999999999999999'],
     ['sample', '-m'],
     ['fit', csv, '--layers', '0'],
     ['fit', csv, '--hidden', '0'],
@@ -206,6 +209,49 @@ test('unwritable output: clear error, exit 1, nothing half-written', async () =>
   ]);
   assert.equal(readFileSync(file, 'utf8'), 'not a directory\n');
   assert.deepEqual(readdirSync(dir), ['a-file.csv'], 'no temporary files left behind');
+});
+
+test('an interrupted sample -o leaves neither the file nor a temporary one', async () => {
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    const dir = tempDir('nf-sigout-');
+    const child = spawn(process.execPath, [bin, 'sample', '-m', moons, '-n', '5000000', '-o', join(dir, 'out.csv')], { cwd, env: { ...process.env, ...env } });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    // Wait until the temporary file exists, so the signal lands mid-write.
+    for (let i = 0; i < 200 && readdirSync(dir).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(readdirSync(dir).length, 1, `${signal}: the temporary file was being written`);
+    child.kill(signal);
+    const code = await new Promise((resolve) => child.on('close', (c) => resolve(c)));
+    assert.equal(code, signal === 'SIGINT' ? 130 : 143, `${signal}: exit code, stderr: ${stderr}`);
+    assert.deepEqual(readdirSync(dir), [], `${signal}: nothing left in the output directory`);
+  }
+});
+
+const hasScript = spawnSync('script', ['--version']).status === 0;
+test('fit on a terminal 0 columns wide (a pty without a size) finishes instead of spinning', { skip: !hasScript && 'no script(1)' }, async () => {
+  const model = join(cwd, 'pty-model');
+  const cmd = `stty cols 0 rows 0; env -u NO_COLOR -u CI NF_BACKEND=wasm timeout -s KILL 50 '${process.execPath}' '${bin}' fit '${example('moons.csv')}' -m '${model}' --epochs 1 --restarts 1`;
+  // ora's line count divided by the width: this hung with unbounded output before.
+  const r = await runShell(`timeout 60 script -qec "${cmd}" /dev/null | head -c 100000 | wc -c`, { cwd });
+  assert.ok(existsSync(join(model, 'model.json')), `the fit finished and saved (output ${r.stdout.trim()} bytes)`);
+  assert.ok(Number(r.stdout) < 5000, `no runaway output: ${r.stdout.trim()} bytes`);
+});
+
+test('eval: a row of zero density makes the mean -inf (not nan), with a warning', async () => {
+  const r = await nf(['eval', '-m', moons, '-'], { input: 'x1,x2\n1e30,0\n0.5,0.2\n' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim().split('\n')[1].split(',').slice(0, 3).join(','), '2,2,-inf');
+  assert.match(r.stderr, /1 row\(s\) have zero density under the model/);
+  const j = await nf(['eval', '-m', moons, '-', '--json', '-q'], { input: 'x1,x2\n1e30,0\n0.5,0.2\n' });
+  assert.equal(JSON.parse(j.stdout).zeroDensityRows, 1);
+});
+
+test('a column of tiny but varying values is not called constant; a constant one is', async () => {
+  const rows = Array.from({ length: 40 }, (_, i) => `${(Math.sin(i) * 1e-30).toPrecision(6)},${Math.cos(i * 1.3).toFixed(4)}`);
+  const fit = await nf(['fit', '-', '-m', join(cwd, 'tiny-model'), '--epochs', '1', '--restarts', '1', '-q'], { input: `a,b\n${rows.join('\n')}\n` });
+  assert.equal(fit.code, 0, fit.stderr);
+  const constant = rows.map((r) => `1e-30,${r.split(',')[1]}`);
+  assertFails(await nf(['fit', '-', '-m', join(cwd, 'never-written'), '--epochs', '1'], { input: `a,b\n${constant.join('\n')}\n` }), 1, /column 'a' is constant/, 'constant tiny column');
 });
 
 test('a full disk: sample -o /dev/full and stdout on /dev/full fail cleanly', { skip: !existsSync('/dev/full') && 'no /dev/full' }, async () => {

@@ -166,11 +166,18 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
   let n = 0;
   let mean = 0;
   let m2 = 0;
+  // Rows the model gives zero density (log density −inf, e.g. far outside the data) make
+  // the mean −inf; kept out of Welford's sums, where −inf − −inf would turn it into NaN.
+  let zeroDensity = 0;
   try {
     const invalid = { mode: opts.dropInvalid ? ('skip' as const) : ('fail' as const), hint: 'use --drop-invalid to leave such rows out' };
     for await (const { logp, rows } of scoredChunks(input, opts, invalid, stats, model)) {
       for (let i = 0; i < rows; i++) {
         const x = logp[i];
+        if (x === Number.NEGATIVE_INFINITY) {
+          zeroDensity += 1;
+          continue;
+        }
         n += 1;
         const d = x - mean;
         mean += d / n;
@@ -180,7 +187,7 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
   } finally {
     await model.dispose();
   }
-  if (n === 0) {
+  if (n + zeroDensity === 0) {
     const name = input && input !== '-' ? input : 'stdin';
     throw new UserError(
       stats.dropped > 0
@@ -189,8 +196,13 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
     );
   }
   if (stats.dropped > 0) await warn(`skipped ${stats.dropped} row(s) with missing or non-finite values (first: ${stats.firstDropped})`);
+  if (zeroDensity > 0) {
+    await warn(`${zeroDensity} row(s) have zero density under the model (log density -inf), so the mean log-likelihood is -inf`);
+    mean = Number.NEGATIVE_INFINITY;
+    n += zeroDensity;
+  }
   const D = model.dim;
-  const stderr = n > 1 ? Math.sqrt(m2 / (n - 1) / n) : Number.NaN;
+  const stderr = n > 1 && zeroDensity === 0 ? Math.sqrt(m2 / (n - 1) / n) : Number.NaN;
   const result = {
     rows: n,
     dim: D,
@@ -199,12 +211,14 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
     natsPerDim: mean / D,
     bitsPerDim: -mean / D / Math.LN2,
     droppedRows: stats.dropped,
+    zeroDensityRows: zeroDensity,
   };
   const out = CsvWriter.toStdout();
   if (opts.json) {
     await out.line(JSON.stringify(result));
   } else {
-    const fmt = (v: number): string => (Number.isFinite(v) ? Number(v.toPrecision(7)).toString() : 'nan');
+    const fmt = (v: number): string =>
+      Number.isFinite(v) ? Number(v.toPrecision(7)).toString() : Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf';
     await out.line('rows,dim,mean_loglik,stderr,nats_per_dim,bits_per_dim');
     await out.line([n, D, fmt(mean), fmt(stderr), fmt(result.natsPerDim), fmt(result.bitsPerDim)].join(','));
   }

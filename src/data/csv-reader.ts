@@ -236,7 +236,7 @@ export async function* readNumeric(
         if (cell.kind === 'text') {
           const decimalComma = /^[+-]?\d*,\d+$/.test(text) ? " (nf reads '.' as the decimal separator)" : '';
           throw new UserError(
-            `${where}: '${printable(text)}' is not a number${decimalComma}${l.hasHeader && !decimalComma ? '; choose numeric columns with --columns' : ''}`,
+            `${where}: '${printable(text)}' is not a number${decimalComma}${l.hasHeader && !decimalComma && !opts.columnsResolver ? '; choose numeric columns with --columns' : ''}`,
           );
         }
         bad ??= `${where}: ${cell.kind === 'overflow' ? `'${printable(text)}' is too large for float32` : text === '' ? 'empty cell' : `missing or non-finite value '${printable(text)}'`}`;

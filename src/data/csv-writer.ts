@@ -3,13 +3,43 @@
  * is renamed into place at the end, so a failed run never leaves a truncated file.
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, unlinkSync } from 'node:fs';
 import { lstat, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { ioMessage, UserError } from '../errors.js';
 
 const FLUSH_CHARS = 1 << 16;
+
+/**
+ * Temporary files not yet renamed into place. Ctrl-C or a SIGTERM would otherwise end the
+ * process with a hidden partial file left next to the target.
+ */
+const openTemps = new Set<string>();
+
+function removeTempsAndExit(signal: NodeJS.Signals): void {
+  for (const tmp of openTemps) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+  }
+  process.exit(signal === 'SIGINT' ? 130 : 143);
+}
+
+function trackTemp(tmp: string, open: boolean): void {
+  if (open) {
+    if (openTemps.size === 0) {
+      process.on('SIGINT', removeTempsAndExit);
+      process.on('SIGTERM', removeTempsAndExit);
+    }
+    openTemps.add(tmp);
+  } else if (openTemps.delete(tmp) && openTemps.size === 0) {
+    process.off('SIGINT', removeTempsAndExit);
+    process.off('SIGTERM', removeTempsAndExit);
+  }
+}
 
 export class CsvWriter {
   private pending: string[] = [];
@@ -61,6 +91,7 @@ export class CsvWriter {
       stream.once('open', () => resolve());
       stream.once('error', (err: NodeJS.ErrnoException) => reject(new UserError(`${target?.path ?? file}: cannot write: ${ioMessage(err)}`)));
     });
+    if (target) trackTemp(target.tmp, true);
     return new CsvWriter(stream, target, file);
   }
 
@@ -110,17 +141,24 @@ export class CsvWriter {
     });
     this.check();
     if (!this.target) return;
-    await rename(this.target.tmp, this.target.path).catch(async (err: unknown) => {
-      await rm(this.target?.tmp ?? '', { force: true });
-      throw new UserError(`${this.target?.path}: cannot write: ${ioMessage(err)}`);
-    });
+    const { tmp, path } = this.target;
+    try {
+      await rename(tmp, path);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw new UserError(`${path}: cannot write: ${ioMessage(err)}`);
+    } finally {
+      trackTemp(tmp, false);
+    }
   }
 
   /** Removes the temporary file after a failure. */
   async abort(): Promise<void> {
     if (this.stream === process.stdout) return;
     this.stream.destroy();
-    if (this.target) await rm(this.target.tmp, { force: true });
+    if (!this.target) return;
+    await rm(this.target.tmp, { force: true });
+    trackTemp(this.target.tmp, false);
   }
 
   private check(): void {

@@ -94,7 +94,8 @@ export async function prepareData(source: string, table: Table, opts: PrepareOpt
   }
   const std = m2.map((v) => Math.sqrt(v / trainRows));
   std.forEach((s, j) => {
-    if (!(s > 1e-12 * Math.max(1, Math.abs(mean[j])))) {
+    // Relative to the column's magnitude, so tiny-valued columns are not called constant.
+    if (!(s > 0 && s > 1e-12 * Math.abs(mean[j]))) {
       throw new UserError(
         `${source}: column '${columns[j]}' is constant (${mean[j]}) in the training rows: a density over it is degenerate; leave it out with --columns`,
       );
