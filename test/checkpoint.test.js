@@ -49,6 +49,8 @@ test('damaged checkpoints are refused with one clear line', async () => {
   await refused('dim', editJson((m) => (m.flow.dim = 3)), /column names for a 3-dimensional flow|permutation/);
   await refused('traversal', editJson((m) => (m.weightsManifest[0].paths = ['../../etc/passwd'])), /not a plain file name inside the checkpoint/);
   await refused('absolute', editJson((m) => (m.weightsManifest[0].paths = ['/etc/passwd'])), /not a plain file name/);
+  // exp(s) per layer with s up to the bound: 1e308 made sample print nan with exit 0.
+  await refused('scale-bound', editJson((m) => (m.flow.scaleBound = 1e308)), /flow.scaleBound/);
   await refused('std-zero', editJson((m) => (m.standardization.std[0] = 0)), /standardization.std/);
   await refused('nan-weights', (d) => {
     const p = join(d, 'weights.bin');
