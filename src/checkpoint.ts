@@ -212,6 +212,7 @@ function validateSpec(v: Json | undefined): FlowSpec {
   const layers = int(f.layers, 'flow.layers', 1, 1000);
   const hidden = int(f.hidden, 'flow.hidden', 1, 1 << 16);
   const hiddenLayers = int(f.hiddenLayers, 'flow.hiddenLayers', 1, 64);
+  // nf writes 2; far above it exp(s) overflows float32 within a few layers.
   const scaleBound = num(f.scaleBound, 'flow.scaleBound', (n) => n > 0 && n <= 20);
   const perms = arr(f.permutations, 'flow.permutations');
   if (perms.length !== layers) throw new Invalid(`flow.permutations has ${perms.length} entries for ${layers} layers`);

@@ -38,3 +38,6 @@ export function ioMessage(err: unknown): string {
   };
   return (e?.code && known[e.code]) ?? e?.message ?? String(err);
 }
+
+/** The shell's exit status for a process ended by SIGINT (130) or SIGTERM (143). */
+export const signalExitCode = (sig: NodeJS.Signals): number => (sig === 'SIGINT' ? 130 : 143);

@@ -2,7 +2,7 @@
  * `nf fit`: CSV rows → trained flow → checkpoint.
  */
 import { checkCheckpointTarget, saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
-import { UserError } from '../errors.js';
+import { signalExitCode, UserError } from '../errors.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
@@ -46,8 +46,6 @@ export interface FitOptions {
 
 type Phase = 'prepare' | 'train' | 'save';
 
-const exitCodeFor = (sig: NodeJS.Signals): number => (sig === 'SIGINT' ? 130 : 143);
-
 /**
  * SIGINT / SIGTERM during `fit`. Before training: stop at once (nothing has been written).
  * During training: the first signal stops after the current step (the caller then saves
@@ -64,7 +62,7 @@ function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; en
   const handler = (sig: NodeJS.Signals): void => {
     if (phase === 'prepare') {
       say(`${sig} before training started: nothing saved; any previous checkpoint at ${model} is unchanged`);
-      process.exit(exitCodeFor(sig));
+      process.exit(signalExitCode(sig));
     }
     if (phase === 'save') {
       if (!got) say(`${sig}: finishing writing the checkpoint first`);
@@ -73,7 +71,7 @@ function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; en
     }
     if (got) {
       say(`${sig} again, stopping now: nothing saved; any previous checkpoint at ${model} is unchanged`);
-      process.exit(exitCodeFor(sig));
+      process.exit(signalExitCode(sig));
     }
     got = sig;
     say(`${sig}: stopping after the current step to save the best weights so far (press again to abort without saving)`);
@@ -91,7 +89,7 @@ function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; en
       // After a signal, another one while nf winds down just ends it with the same status.
       const first = got;
       if (first) {
-        const late = (): void => process.exit(exitCodeFor(first));
+        const late = (): void => process.exit(signalExitCode(first));
         process.on('SIGINT', late);
         process.on('SIGTERM', late);
       }
@@ -259,7 +257,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const interrupted = signals.stopped();
   if (interrupted && result.epochsRun === 0) {
     process.stderr.write(`nf: ${interrupted} before the first epoch finished: nothing saved; any previous checkpoint at ${opts.model} is unchanged\n`);
-    return exitCodeFor(interrupted);
+    return signalExitCode(interrupted);
   }
   signals.enter('save');
   const seconds = (Date.now() - started) / 1000;
@@ -338,7 +336,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   if (interrupted) process.stderr.write(`nf: ${saved}\n`);
   else note(saved);
   const late = signals.stopped();
-  if (late) return exitCodeFor(late);
+  if (late) return signalExitCode(late);
   if (data.trainRows < 200) {
     // Deliberately after the summary: it is advice about the result.
     await warn(`only ${data.trainRows} training rows: flows overfit small data; compare the val log-lik with a simpler model`);

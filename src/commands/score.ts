@@ -187,7 +187,8 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
   } finally {
     await model.dispose();
   }
-  if (n + zeroDensity === 0) {
+  const rows = n + zeroDensity;
+  if (rows === 0) {
     const name = input && input !== '-' ? input : 'stdin';
     throw new UserError(
       stats.dropped > 0
@@ -199,12 +200,11 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
   if (zeroDensity > 0) {
     await warn(`${zeroDensity} row(s) have zero density under the model (log density -inf), so the mean log-likelihood is -inf`);
     mean = Number.NEGATIVE_INFINITY;
-    n += zeroDensity;
   }
   const D = model.dim;
-  const stderr = n > 1 && zeroDensity === 0 ? Math.sqrt(m2 / (n - 1) / n) : Number.NaN;
+  const stderr = zeroDensity === 0 && n > 1 ? Math.sqrt(m2 / (n - 1) / n) : Number.NaN;
   const result = {
-    rows: n,
+    rows,
     dim: D,
     meanLogLik: mean,
     stderr,
@@ -218,9 +218,9 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
     await out.line(JSON.stringify(result));
   } else {
     const fmt = (v: number): string =>
-      Number.isFinite(v) ? Number(v.toPrecision(7)).toString() : Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf';
+      Number.isFinite(v) ? Number(v.toPrecision(7)).toString() : formatFloat32(v);
     await out.line('rows,dim,mean_loglik,stderr,nats_per_dim,bits_per_dim');
-    await out.line([n, D, fmt(mean), fmt(stderr), fmt(result.natsPerDim), fmt(result.bitsPerDim)].join(','));
+    await out.line([rows, D, fmt(mean), fmt(stderr), fmt(result.natsPerDim), fmt(result.bitsPerDim)].join(','));
   }
   await out.close();
   return 0;

@@ -7,7 +7,7 @@ import { createWriteStream, unlinkSync } from 'node:fs';
 import { lstat, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { ioMessage, UserError } from '../errors.js';
+import { ioMessage, signalExitCode, UserError } from '../errors.js';
 
 const FLUSH_CHARS = 1 << 16;
 
@@ -25,7 +25,7 @@ function removeTempsAndExit(signal: NodeJS.Signals): void {
       // already gone
     }
   }
-  process.exit(signal === 'SIGINT' ? 130 : 143);
+  process.exit(signalExitCode(signal));
 }
 
 function trackTemp(tmp: string, open: boolean): void {
