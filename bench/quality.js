@@ -119,7 +119,7 @@ for (const name of datasets) {
     bestEpoch: fit.bestEpoch,
     backend: fit.backend,
     restarts: fit.restarts ?? 1,
-    chosenRestart: fit.chosenRestart ?? 1,
+    chosenRestart: (fit.chosenRestart ?? 0) + 1, // 1-based here, as in earlier results files
     restartValLogLiks: (fit.restartValNlls ?? [fit.bestValNll]).map((v) => (v === null ? null : -v)),
   };
   row.vsRealnvpPerDim = row.realnvp === null ? null : (row.nf - row.realnvp) / D;

@@ -280,16 +280,54 @@ function safePath(dir: string, p: string): string {
   return full;
 }
 
+/**
+ * A hint for a missing checkpoint directory: a save killed between its two renames (power
+ * loss, SIGKILL) leaves the checkpoint under a hidden sibling name.
+ */
+async function leftoverHint(dir: string): Promise<string> {
+  const target = resolve(dir);
+  const prefix = `.${basename(target)}.`;
+  const names = await readdir(dirname(target)).catch(() => [] as string[]);
+  for (const kind of ['old', 'tmp']) {
+    for (const name of names.filter((n) => n.startsWith(`${prefix}${kind}-`)).sort()) {
+      const p = join(dirname(target), name);
+      if (await regularFile(join(p, 'model.json'))) return `; an interrupted save left a checkpoint at ${p}: rename it to ${dir} to use it`;
+    }
+  }
+  return '';
+}
+
+async function regularFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => null))?.isFile() ?? false;
+}
+
+/**
+ * Opens a checkpoint file for reading: it must be a regular file (a FIFO would block, a
+ * device never end) whose real location is inside the checkpoint's real directory.
+ */
+async function checkpointFile(realDir: string, path: string, what: string): Promise<void> {
+  const real = await realpath(path).catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(`${path}: ${err.code === 'ENOENT' ? `missing ${what}` : `cannot read: ${ioMessage(err)}`}`);
+  });
+  if (!real.startsWith(realDir + sep)) throw new UserError(`${path}: leads outside the checkpoint directory (refused)`);
+  if (!(await regularFile(real))) throw new UserError(`${path}: not a regular file (refused)`);
+}
+
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   const where = `${dir}`;
   const s = await stat(dir).catch(() => null);
-  if (!s) throw new UserError(`${where}: no model here (train one with 'nf fit data.csv', or pass -m <dir>)`);
+  if (!s) throw new UserError(`${where}: no model here (train one with 'nf fit data.csv', or pass -m <dir>)${await leftoverHint(dir)}`);
   if (!s.isDirectory()) throw new UserError(`${where}: not a checkpoint directory`);
+  const realDir = await realpath(dir);
+  const jsonPath = join(dir, 'model.json');
+  if (!(await stat(jsonPath).catch(() => null))) throw new UserError(`${where}: no model.json (not an nf checkpoint)`);
+  await checkpointFile(realDir, jsonPath, 'model.json');
   let text: string;
   try {
-    text = await readFile(join(dir, 'model.json'), 'utf8');
-  } catch {
-    throw new UserError(`${where}: no model.json (not an nf checkpoint)`);
+    // A byte-order mark (some editors add one) is not part of the JSON.
+    text = (await readFile(jsonPath, 'utf8')).replace(/^\uFEFF/, '');
+  } catch (err) {
+    throw new UserError(`${jsonPath}: cannot read: ${ioMessage(err)}`);
   }
   let parsed: Json;
   try {
@@ -317,6 +355,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
       } catch (err) {
         throw new UserError(`${join(dir, 'model.json')}: ${(err as Error).message}`);
       }
+      await checkpointFile(realDir, path, 'weights file');
       const b = await readFile(path).catch((err: NodeJS.ErrnoException) => {
         throw new UserError(`${path}: ${err.code === 'ENOENT' ? 'missing weights file' : `cannot read: ${ioMessage(err)}`}`);
       });

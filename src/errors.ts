@@ -41,3 +41,11 @@ export function ioMessage(err: unknown): string {
 
 /** The shell's exit status for a process ended by SIGINT (130) or SIGTERM (143). */
 export const signalExitCode = (sig: NodeJS.Signals): number => (sig === 'SIGINT' ? 130 : 143);
+
+/**
+ * Text shown escaped where it could break a one-line message: control characters (from a
+ * file's header or cells, a JSON parser's excerpt) would start new lines or drive the terminal.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

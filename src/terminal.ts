@@ -5,6 +5,7 @@
  */
 import type { ChalkInstance } from 'chalk';
 import type { Ora } from 'ora';
+import { escapeControls } from './errors.js';
 
 let quiet = false;
 let colorOverride: boolean | undefined;
@@ -45,17 +46,17 @@ function write(line: string): void {
 /** The one line shown for a failure. Always printed, even with -q. */
 export async function printError(message: string): Promise<void> {
   const c = await paint().catch(() => null);
-  write(`${c ? c.red('nf: error:') : 'nf: error:'} ${message}`);
+  write(`${c ? c.red('nf: error:') : 'nf: error:'} ${escapeControls(message)}`);
 }
 
 export async function warn(message: string): Promise<void> {
   if (quiet) return;
   const c = await paint();
-  write(`${c ? c.yellow('nf: warning:') : 'nf: warning:'} ${message}`);
+  write(`${c ? c.yellow('nf: warning:') : 'nf: warning:'} ${escapeControls(message)}`);
 }
 
 export function note(message: string): void {
-  if (!quiet) write(`nf: ${message}`);
+  if (!quiet) write(`nf: ${escapeControls(message)}`);
 }
 
 export interface Progress {

@@ -254,6 +254,35 @@ test('a column of tiny but varying values is not called constant; a constant one
   assertFails(await nf(['fit', '-', '-m', join(cwd, 'never-written'), '--epochs', '1'], { input: `a,b\n${constant.join('\n')}\n` }), 1, /column 'a' is constant/, 'constant tiny column');
 });
 
+test('control characters from a file are shown escaped: an error stays one line', async () => {
+  // A header name with a newline and an escape sequence, listed in the missing-columns error.
+  const r = await nf(['logprob', '-', '-m', moons], { input: '"a\nb\u001b[31m",x1\n1,2\n' });
+  assertFails(r, 1, /missing column\(s\) 'x2' .*input: a\\x0ab\\x1b\[31m, x1\)/, 'newline in a header name');
+  // JSON.parse quotes the broken text, newlines included.
+  const bad = join(tempDir('nf-badjson-'), 'm');
+  cpSync(moons, bad, { recursive: true });
+  writeFileSync(join(bad, 'model.json'), '{\n"format":\n oops\n}\n');
+  assertFails(await nf(['sample', '-m', bad]), 1, /model\.json: not valid JSON/, 'a JSON excerpt with newlines');
+});
+
+test('sample -o /dev/stdout appends to a stdout redirected with >> instead of truncating it', async () => {
+  const out = join(tempDir('nf-devstdout-'), 'log.csv');
+  writeFileSync(out, 'kept\n');
+  const r = await runShell(`$NF sample -m '${moons}' -n 3 --seed 1 -o /dev/stdout >> '${out}'`, { cwd, env });
+  assert.equal(r.code, 0, r.stderr);
+  const lines = readFileSync(out, 'utf8').trim().split('\n');
+  assert.deepEqual(lines.slice(0, 2), ['kept', 'x1,x2']);
+  assert.equal(lines.length, 5);
+});
+
+test('a column of values from 2^24 up (timestamps) is not called integer-valued; a tiny --val-split is warned about', async () => {
+  const rows = Array.from({ length: 300 }, (_, i) => `${1.7e9 + i * 3600},${Math.sin(i).toFixed(5)}`);
+  const r = await nf(['fit', '-', '-m', join(cwd, 'stamps'), '--epochs', '1', '--restarts', '1', '--val-split', '0.01'], { input: `t,y\n${rows.join('\n')}\n` });
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /integer-valued/);
+  assert.match(r.stderr, /warning: --val-split 0\.01 holds out only 3 row\(s\): early stopping on so few is mostly noise/);
+});
+
 test('a full disk: sample -o /dev/full and stdout on /dev/full fail cleanly', { skip: !existsSync('/dev/full') && 'no /dev/full' }, async () => {
   assertFails(await nf(['sample', '-m', moons, '-n', '100000', '-o', '/dev/full']), 1, /\/dev\/full: cannot write: no space left on device/, 'sample -o /dev/full');
   assert.ok(statSync('/dev/full').isCharacterDevice(), 'the device is written to, never replaced');

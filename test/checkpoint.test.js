@@ -3,6 +3,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { cpSync, readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, truncateSync, rmSync, symlinkSync, lstatSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { example, runNf, tempDir } from './helpers.js';
 
 const dir = tempDir('nf-ckpt-');
@@ -14,11 +15,11 @@ before(async () => {
 });
 
 /** Copies the good checkpoint, applies `damage`, and checks `nf sample` refuses it cleanly. */
-async function refused(name, damage, pattern) {
+async function refused(name, damage, pattern, timeout) {
   const bad = join(dir, name);
   cpSync(good, bad, { recursive: true });
   damage(bad);
-  const r = await runNf(['sample', '-m', bad, '-n', '3']);
+  const r = await runNf(['sample', '-m', bad, '-n', '3'], { timeout });
   assert.equal(r.code, 1, `${name}: ${r.stderr}`);
   assert.equal(r.stdout, '', `${name}: nothing on stdout`);
   assert.equal(r.stderr.trim().split('\n').length, 1, `${name}: one line: ${r.stderr}`);
@@ -93,7 +94,7 @@ test('more damage: JSON that is not an object, duplicate columns, extra bytes, a
   await refused('null', (d) => writeFileSync(join(d, 'model.json'), 'null'), /model\.json must be an object/);
   await refused('dup-columns', editJson((m) => (m.columns = ['x1', 'x1'])), /column name "x1" appears twice/);
   await refused('long-weights', (d) => writeFileSync(join(d, 'weights.bin'), Buffer.concat([readFileSync(join(d, 'weights.bin')), Buffer.alloc(8)])), /bytes, expected .* \(truncated or mismatched\)/);
-  await refused('weights-dir', (d) => rmSync(join(d, 'weights.bin')) || mkdirSync(join(d, 'weights.bin')), /weights\.bin: cannot read/);
+  await refused('weights-dir', (d) => rmSync(join(d, 'weights.bin')) || mkdirSync(join(d, 'weights.bin')), /weights\.bin: not a regular file \(refused\)/);
   const file = join(dir, 'a-file');
   writeFileSync(file, 'x');
   const r = await runNf(['sample', '-m', file]);
@@ -142,4 +143,46 @@ test('refitting through a symbolic link replaces the checkpoint it points to, no
   assert.ok(lstatSync(link).isSymbolicLink(), 'still a link');
   assert.notDeepEqual(readFileSync(join(real, 'weights.bin')), before, 'the target was replaced');
   assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), []);
+});
+
+test('weight files must be regular files inside the checkpoint: a FIFO is refused, not waited on; a link out is refused', async () => {
+  // Reading a FIFO would block for ever: without the check nf is killed after 20 s and the test fails.
+  await refused('fifo', (d) => {
+    rmSync(join(d, 'weights.bin'));
+    assert.equal(spawnSync('mkfifo', [join(d, 'weights.bin')]).status, 0);
+  }, /weights\.bin: not a regular file \(refused\)/, 20000);
+  // A link to a copy of the right weights outside the directory: the bytes would pass every other check.
+  const outside = join(dir, 'outside.bin');
+  cpSync(join(good, 'weights.bin'), outside);
+  await refused('link-out', (d) => rmSync(join(d, 'weights.bin')) || symlinkSync(outside, join(d, 'weights.bin')), /weights\.bin: leads outside the checkpoint directory/);
+  await refused('json-fifo', (d) => {
+    rmSync(join(d, 'model.json'));
+    assert.equal(spawnSync('mkfifo', [join(d, 'model.json')]).status, 0);
+  }, /model\.json: not a regular file/, 20000);
+  // A link that stays inside is fine.
+  const inside = join(dir, 'link-in');
+  cpSync(good, inside, { recursive: true });
+  cpSync(join(inside, 'weights.bin'), join(inside, 'w-real.bin'));
+  rmSync(join(inside, 'weights.bin'));
+  symlinkSync('w-real.bin', join(inside, 'weights.bin'));
+  const r = await runNf(['sample', '-m', inside, '-n', '2', '--seed', '1']);
+  assert.equal(r.code, 0, r.stderr);
+});
+
+test('a byte-order mark in model.json (some editors add one) is accepted', async () => {
+  const bom = join(dir, 'bom');
+  cpSync(good, bom, { recursive: true });
+  const p = join(bom, 'model.json');
+  writeFileSync(p, '\uFEFF' + readFileSync(p, 'utf8'));
+  const r = await runNf(['sample', '-m', bom, '-n', '2', '--seed', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim().split('\n').length, 3);
+});
+
+test('a checkpoint left under a hidden name by a save killed between its renames is pointed out', async () => {
+  const parent = tempDir('nf-ckpt-left-');
+  cpSync(good, join(parent, '.mine.old-123-abcd'), { recursive: true });
+  const r = await runNf(['sample', '-m', join(parent, 'mine')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^nf: error: .*mine: no model here .*an interrupted save left a checkpoint at .*\.mine\.old-123-abcd: rename it to .*mine to use it\n$/);
 });

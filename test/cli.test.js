@@ -22,6 +22,9 @@ test('fit --json prints one JSON object on stdout and a summary on stderr', asyn
   assert.deepEqual(summary.columns, ['x1', 'x2']);
   assert.ok(['tensorflow', 'wasm', 'cpu'].includes(summary.backend));
   assert.equal(summary.trainRows + summary.valRows, 3000);
+  // Per-dimension figures carry eval's sign: a log-likelihood, not an NLL.
+  assert.equal(summary.bestValLogLik, -summary.bestValNll);
+  assert.ok(Math.abs(summary.valNatsPerDim - summary.bestValLogLik / 2) < 1e-12, `valNatsPerDim ${summary.valNatsPerDim}`);
   assert.match(r.stderr, new RegExp(`saved .*on ${summary.backend}`));
   assert.equal(r.stdout.trim().split('\n').length, 1);
 });
@@ -35,13 +38,14 @@ test('fit keeps the restart with the best validation NLL; --json, the checkpoint
   assert.equal(summary.restartValNlls.length, 3);
   const best = Math.min(...summary.restartValNlls);
   assert.equal(summary.bestValNll, best);
-  assert.equal(summary.chosenRestart, summary.restartValNlls.indexOf(best) + 1);
-  assert.match(r.stderr, new RegExp(`restart ${summary.chosenRestart} of 3\\)`));
+  // An index into restartValNlls, as in model.json; people are shown it counted from 1.
+  assert.equal(summary.chosenRestart, summary.restartValNlls.indexOf(best));
+  assert.match(r.stderr, new RegExp(`restart ${summary.chosenRestart + 1} of 3\\)`));
   const meta = JSON.parse(readFileSync(join(m, 'model.json'), 'utf8'));
   assert.deepEqual(meta.training.restarts.map((o) => o.bestValNll), summary.restartValNlls);
-  assert.equal(meta.training.chosenRestart, summary.chosenRestart - 1);
+  assert.equal(meta.training.chosenRestart, summary.chosenRestart);
   const info = await runNf(['info', '-m', m]);
-  assert.match(info.stdout, new RegExp(`restarts\\s+3, kept #${summary.chosenRestart}; val loglik -\\d`));
+  assert.match(info.stdout, new RegExp(`restarts\\s+3, kept #${summary.chosenRestart + 1}; val loglik -\\d`));
   // The same seed with one restart is restart 1 of this fit.
   const one = await runNf(['fit', example('moons.csv'), '-m', join(dir, 'one'), '--epochs', '3', '--layers', '2', '--seed', '7', '--restarts', '1', '--json']);
   assert.equal(one.code, 0, one.stderr);

@@ -23,10 +23,12 @@ export async function testBackends() {
 }
 
 /** Runs the real binary; resolves with { code, stdout, stderr }. */
-export function runNf(args, { input, env, cwd } = {}) {
+export function runNf(args, { input, env, cwd, timeout } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], {
       cwd: cwd ?? root,
+      // A hang fails its test (signal SIGTERM, exit code null) instead of stalling the suite.
+      timeout: timeout ?? 15 * 60 * 1000,
       env: { ...process.env, NO_COLOR: '1', NF_MODEL: '', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

@@ -2,7 +2,7 @@
  * `nf fit`: CSV rows → trained flow → checkpoint.
  */
 import { checkCheckpointTarget, saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
-import { signalExitCode, UserError } from '../errors.js';
+import { escapeControls, signalExitCode, UserError } from '../errors.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
@@ -57,7 +57,7 @@ function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; en
   let phase: Phase = 'prepare';
   let got: NodeJS.Signals | null = null;
   const say = (text: string): void => {
-    process.stderr.write(`nf: ${text}\n`);
+    process.stderr.write(`nf: ${escapeControls(text)}\n`);
   };
   const handler = (sig: NodeJS.Signals): void => {
     if (phase === 'prepare') {
@@ -256,7 +256,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
 
   const interrupted = signals.stopped();
   if (interrupted && result.epochsRun === 0) {
-    process.stderr.write(`nf: ${interrupted} before the first epoch finished: nothing saved; any previous checkpoint at ${opts.model} is unchanged\n`);
+    process.stderr.write(`nf: ${escapeControls(`${interrupted} before the first epoch finished: nothing saved; any previous checkpoint at ${opts.model} is unchanged`)}\n`);
     return signalExitCode(interrupted);
   }
   signals.enter('save');
@@ -313,13 +313,15 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     bestEpoch: result.bestEpoch,
     bestValNll: result.bestValNll,
     bestValLogLik: -result.bestValNll,
-    valNatsPerDim: result.bestValNll / D,
+    // Log-likelihood per dimension, the sign eval's natsPerDim has.
+    valNatsPerDim: -result.bestValNll / D,
     seconds: training.seconds,
     samplesPerSecond: training.samplesPerSecond,
     stopReason: training.stopReason,
     seed,
     restarts: opts.restarts,
-    chosenRestart: trained.chosen + 1,
+    // An index into restartValNlls, 0-based like model.json's training.chosenRestart.
+    chosenRestart: trained.chosen,
     restartValNlls: trained.outcomes.map((o) => o.bestValNll),
   };
   if (opts.json) process.stdout.write(JSON.stringify(summary) + '\n');
@@ -333,7 +335,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     `${result.epochsRun} epochs, ${why}; best val log-lik ${(-result.bestValNll).toFixed(4)} nats/row (epoch ${result.bestEpoch}` +
     `${opts.restarts > 1 ? `, restart ${trained.chosen + 1} of ${opts.restarts}` : ''}); ${formatDuration(seconds * 1000)} on ${engine.backend}`;
   // After an interruption this line is the answer to "what happened to my model?": shown even with -q.
-  if (interrupted) process.stderr.write(`nf: ${saved}\n`);
+  if (interrupted) process.stderr.write(`nf: ${escapeControls(saved)}\n`);
   else note(saved);
   const late = signals.stopped();
   if (late) return signalExitCode(late);

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { UserError } from '../errors.js';
+import { escapeControls, UserError } from '../errors.js';
 import { CsvSyntaxError, CsvTokenizer, type Records } from './csv-tokenizer.js';
 import { parseCell } from './numbers.js';
 
@@ -75,7 +75,7 @@ export async function checkReadable(path: string | undefined): Promise<void> {
 
 /** Makes text from a file safe and short enough to quote in a one-line message. */
 export function printable(text: string, max = 40): string {
-  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const clean = escapeControls(text);
   return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
 

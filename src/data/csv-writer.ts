@@ -3,7 +3,7 @@
  * is renamed into place at the end, so a failed run never leaves a truncated file.
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, unlinkSync } from 'node:fs';
+import { createWriteStream, fstatSync, unlinkSync, type Stats } from 'node:fs';
 import { lstat, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -41,6 +41,15 @@ function trackTemp(tmp: string, open: boolean): void {
   }
 }
 
+function isStdout(s: Stats): boolean {
+  try {
+    const out = fstatSync(1);
+    return out.dev === s.dev && out.ino === s.ino;
+  } catch {
+    return false;
+  }
+}
+
 export class CsvWriter {
   private pending: string[] = [];
   private size = 0;
@@ -74,6 +83,9 @@ export class CsvWriter {
     if (existing) {
       const s = existing.isSymbolicLink() ? await stat(path).catch(() => null) : existing;
       if (s?.isDirectory()) throw new UserError(`${path}: is a directory; give a file name`);
+      // `-o /dev/stdout` (or /proc/self/fd/1): opening it anew would truncate a stdout
+      // redirected with >>, so write to the stdout nf already has.
+      if (s && isStdout(s)) return CsvWriter.toStdout();
       if (!existing.isFile()) return CsvWriter.opened(path, null);
     }
     const dir = dirname(path);

@@ -8,6 +8,8 @@ import type { Rng } from '../rng.js';
 import type { Table } from '../data/csv-reader.js';
 
 export const MIN_ROWS = 10;
+/** Fewer validation rows than this make early stopping noise (warned when the data allow more). */
+const FEW_VAL_ROWS = 20;
 
 export interface Prepared {
   train: Float32Array;
@@ -29,7 +31,12 @@ export interface PrepareOptions {
 function integerColumns(data: Float32Array, rows: number, dim: number): boolean[] {
   const out = new Array<boolean>(dim).fill(true);
   for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < dim; j++) if (out[j] && !Number.isInteger(data[i * dim + j])) out[j] = false;
+    for (let j = 0; j < dim; j++) {
+      const x = data[i * dim + j];
+      // Every float32 from 2^24 up is an integer: such a value says nothing either way,
+      // and a column of them (timestamps, say) is not called integer-valued.
+      if (out[j] && (!Number.isInteger(x) || Math.abs(x) >= 2 ** 24)) out[j] = false;
+    }
   }
   return out;
 }
@@ -108,6 +115,9 @@ export async function prepareData(source: string, table: Table, opts: PrepareOpt
     }
   }
   // Warnings only once the data are known to be usable: a failure stays one line.
+  if (valRows < FEW_VAL_ROWS && rows >= 5 * FEW_VAL_ROWS) {
+    await opts.warn(`--val-split ${opts.valSplit} holds out only ${valRows} row(s): early stopping on so few is mostly noise`);
+  }
   if (intNames.length > 0 && !opts.dequantize) {
     await opts.warn(
       `integer-valued column(s) ${intNames.map((c) => `'${c}'`).join(', ')}: a continuous density of discrete data is degenerate; consider --dequantize`,
