@@ -106,6 +106,9 @@ test('save → load gives identical logprob on repeated runs, matching eval', as
   assert.ok(e.stderr > 0 && e.stderr < 0.1);
   const csv = await runNf(['eval', example('moons-test.csv'), '-m', model]);
   assert.match(csv.stdout, /^rows,dim,mean_loglik,stderr,nats_per_dim,bits_per_dim\n1000,2,/);
+  // The CSV figures round-trip float32 (the contract), as every number nf writes does.
+  const figures = csv.stdout.trim().split('\n')[1].split(',').slice(2).map(Number);
+  [e.meanLogLik, e.stderr, e.natsPerDim, e.bitsPerDim].forEach((v, i) => assert.equal(Math.fround(figures[i]), Math.fround(v), `figure ${i}`));
 });
 
 test('the same checkpoint scores the same on the cpu backend as on wasm', async () => {

@@ -217,10 +217,10 @@ export async function evaluate(input: string | undefined, opts: ScoreOptions): P
   if (opts.json) {
     await out.line(JSON.stringify(result));
   } else {
-    const fmt = (v: number): string =>
-      Number.isFinite(v) ? Number(v.toPrecision(7)).toString() : formatFloat32(v);
+    // Like every number nf writes: enough digits to round-trip float32 (the contract).
+    const figures = [mean, stderr, result.natsPerDim, result.bitsPerDim].map(formatFloat32);
     await out.line('rows,dim,mean_loglik,stderr,nats_per_dim,bits_per_dim');
-    await out.line([rows, D, fmt(mean), fmt(stderr), fmt(result.natsPerDim), fmt(result.bitsPerDim)].join(','));
+    await out.line([rows, D, ...figures].join(','));
   }
   await out.close();
   return 0;
