@@ -282,13 +282,14 @@ function safePath(dir: string, p: string): string {
 
 /**
  * A hint for a missing checkpoint directory: a save killed between its two renames (power
- * loss, SIGKILL) leaves the checkpoint under a hidden sibling name.
+ * loss, SIGKILL) leaves the new checkpoint (tmp) and the previous one (old) under hidden
+ * sibling names. Both are complete (model.json is written last); the new one is offered first.
  */
 async function leftoverHint(dir: string): Promise<string> {
   const target = resolve(dir);
   const prefix = `.${basename(target)}.`;
   const names = await readdir(dirname(target)).catch(() => [] as string[]);
-  for (const kind of ['old', 'tmp']) {
+  for (const kind of ['tmp', 'old']) {
     for (const name of names.filter((n) => n.startsWith(`${prefix}${kind}-`)).sort()) {
       const p = join(dirname(target), name);
       if (await regularFile(join(p, 'model.json'))) return `; an interrupted save left a checkpoint at ${p}: rename it to ${dir} to use it`;
@@ -302,8 +303,8 @@ async function regularFile(path: string): Promise<boolean> {
 }
 
 /**
- * Opens a checkpoint file for reading: it must be a regular file (a FIFO would block, a
- * device never end) whose real location is inside the checkpoint's real directory.
+ * Checks a checkpoint file before it is read: it must be a regular file (reading a FIFO
+ * would block, a device never end) whose real location is inside the checkpoint's real directory.
  */
 async function checkpointFile(realDir: string, path: string, what: string): Promise<void> {
   const real = await realpath(path).catch((err: NodeJS.ErrnoException) => {

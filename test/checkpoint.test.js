@@ -185,4 +185,8 @@ test('a checkpoint left under a hidden name by a save killed between its renames
   const r = await runNf(['sample', '-m', join(parent, 'mine')]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^nf: error: .*mine: no model here .*an interrupted save left a checkpoint at .*\.mine\.old-123-abcd: rename it to .*mine to use it\n$/);
+  // With the new checkpoint left as well, that one (the model just trained) is offered.
+  cpSync(good, join(parent, '.mine.tmp-123-abcd'), { recursive: true });
+  const both = await runNf(['sample', '-m', join(parent, 'mine')]);
+  assert.match(both.stderr, /left a checkpoint at .*\.mine\.tmp-123-abcd: rename/);
 });
