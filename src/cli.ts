@@ -195,7 +195,7 @@ logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mj
       run(await plot(prepare(raw as Parameters<typeof plot>[0] & Common)));
     });
 
-  common(program.command('info'), { json: true, backend: false })
+  common(program.command('info'), { json: true })
     .summary('describe a checkpoint (columns, flow, training summary)')
     .option('--backends', 'also list which TensorFlow.js backends load here')
     .action(async (raw: Common) => {

@@ -172,6 +172,13 @@ test('info describes the checkpoint; --json is machine-readable', async () => {
   const meta = JSON.parse(j.stdout);
   assert.equal(meta.flow.dim, 2);
   assert.equal(meta.training.backend, 'wasm');
+  // --backend is a common option of every command that reads a model, info included.
+  const cpu = await runNf(['info', '-m', model, '--backend', 'cpu']);
+  assert.equal(cpu.code, 0, cpu.stderr);
+  assert.equal(cpu.stdout, r.stdout);
+  const bad = await runNf(['info', '-m', model, '--backend', 'gpu']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^nf: error: unknown backend 'gpu'/);
 });
 
 test('NF_MODEL sets the default model directory; ./nf-model otherwise', async () => {

@@ -3,11 +3,12 @@
  */
 import { existsSync } from 'node:fs';
 import { loadCheckpoint } from '../checkpoint.js';
-import { probeBackends } from '../engine.js';
+import { probeBackends, requestedBackend, startEngine } from '../engine.js';
 import { paramCount } from '../flow/spec.js';
 
 export interface InfoOptions {
   model: string;
+  backend?: string;
   json?: boolean;
   backends?: boolean;
 }
@@ -20,7 +21,11 @@ export async function info(opts: InfoOptions): Promise<number> {
     else process.stdout.write(backends.map((b) => `backend ${b.backend.padEnd(10)} ${b.ok ? 'loads' : `unavailable: ${b.reason}`}`).join('\n') + '\n');
     return 0;
   }
+  // Describing a checkpoint needs no engine, but --backend means what it means everywhere
+  // (the contract's common options): one that cannot load is an error that says why.
+  const backend = opts.backend !== undefined ? requestedBackend(opts.backend) : undefined;
   const { meta } = await loadCheckpoint(opts.model);
+  if (backend) await startEngine(backend);
   const t = meta.training;
   const backends = opts.backends ? await probeBackends() : undefined;
   if (opts.json) {
