@@ -265,7 +265,7 @@ test('control characters from a file are shown escaped: an error stays one line'
   assertFails(await nf(['sample', '-m', bad]), 1, /model\.json: not valid JSON/, 'a JSON excerpt with newlines');
 });
 
-test('sample -o /dev/stdout appends to a stdout redirected with >> instead of truncating it', async () => {
+test('sample -o /dev/stdout (or /dev/stderr) appends to a stream redirected with >> instead of truncating it', async () => {
   const out = join(tempDir('nf-devstdout-'), 'log.csv');
   writeFileSync(out, 'kept\n');
   const r = await runShell(`$NF sample -m '${moons}' -n 3 --seed 1 -o /dev/stdout >> '${out}'`, { cwd, env });
@@ -273,6 +273,10 @@ test('sample -o /dev/stdout appends to a stdout redirected with >> instead of tr
   const lines = readFileSync(out, 'utf8').trim().split('\n');
   assert.deepEqual(lines.slice(0, 2), ['kept', 'x1,x2']);
   assert.equal(lines.length, 5);
+  // The same for -o /dev/stderr with 2>>.
+  const err = await runShell(`$NF sample -m '${moons}' -n 3 --seed 1 -o /dev/stderr 2>> '${out}'`, { cwd, env });
+  assert.equal(err.code, 0);
+  assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 9);
 });
 
 test('a column of values from 2^24 up (timestamps) is not called integer-valued; a tiny --val-split is warned about', async () => {

@@ -41,13 +41,17 @@ function trackTemp(tmp: string, open: boolean): void {
   }
 }
 
-function isStdout(s: Stats): boolean {
-  try {
-    const out = fstatSync(1);
-    return out.dev === s.dev && out.ino === s.ino;
-  } catch {
-    return false;
+/** process.stdout or process.stderr if `s` is the file that one of them already writes to. */
+function standardStream(s: Stats): { stream: Writable; name: string } | null {
+  for (const [fd, stream, name] of [[1, process.stdout, 'stdout'], [2, process.stderr, 'stderr']] as const) {
+    try {
+      const open = fstatSync(fd);
+      if (open.dev === s.dev && open.ino === s.ino) return { stream, name };
+    } catch {
+      // fd not open
+    }
   }
+  return null;
 }
 
 export class CsvWriter {
@@ -83,9 +87,10 @@ export class CsvWriter {
     if (existing) {
       const s = existing.isSymbolicLink() ? await stat(path).catch(() => null) : existing;
       if (s?.isDirectory()) throw new UserError(`${path}: is a directory; give a file name`);
-      // `-o /dev/stdout` (or /proc/self/fd/1): opening it anew would truncate a stdout
-      // redirected with >>, so write to the stdout nf already has.
-      if (s && isStdout(s)) return CsvWriter.toStdout();
+      // `-o /dev/stdout` (or /proc/self/fd/1, /dev/stderr): opening it anew would truncate
+      // a stream redirected with >>, so write to the stream nf already has.
+      const std = s ? standardStream(s) : null;
+      if (std) return new CsvWriter(std.stream, null, std.name);
       if (!existing.isFile()) return CsvWriter.opened(path, null);
     }
     const dir = dirname(path);
@@ -136,7 +141,7 @@ export class CsvWriter {
 
   async close(): Promise<void> {
     await this.flush();
-    if (this.stream === process.stdout) {
+    if (this.isStandard()) {
       // Wait until the data are out, so a failed write (e.g. a full disk) is reported.
       await new Promise<void>((resolve) =>
         this.stream.write('', (err?: Error | null) => {
@@ -166,11 +171,16 @@ export class CsvWriter {
 
   /** Removes the temporary file after a failure. */
   async abort(): Promise<void> {
-    if (this.stream === process.stdout) return;
+    if (this.isStandard()) return;
     this.stream.destroy();
     if (!this.target) return;
     await rm(this.target.tmp, { force: true });
     trackTemp(this.target.tmp, false);
+  }
+
+  /** stdout or stderr: never ended or removed by nf. */
+  private isStandard(): boolean {
+    return this.stream === process.stdout || this.stream === process.stderr;
   }
 
   private check(): void {
