@@ -215,6 +215,9 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   process.stdout.on('error', (err) => {
     if (isEpipe(err)) process.exit(0);
   });
+  // Messages to a stderr that is gone (`2>&1 | head -1`) are lost, not a crash: without a
+  // handler Node exits with status 7, outside the contract's 0/1/2.
+  process.stderr.on('error', () => undefined);
   let code = 0;
   const program = buildProgram((c) => {
     code = c;

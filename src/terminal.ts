@@ -66,11 +66,31 @@ export interface Progress {
   stop(): void;
 }
 
-/** Spinner with live text on a terminal; silent otherwise (stderr logs stay clean). */
+const PLAIN_PROGRESS_MS = 5000;
+
+/**
+ * Spinner with live text on a terminal (plain lines where a spinner is unwelcome); silent
+ * when stderr is not a terminal (logs stay clean).
+ */
 export async function startProgress(initial: string): Promise<Progress> {
   // NO_COLOR also means no spinner (the contract); --no-color keeps an uncoloured one.
-  if (quiet || !isInteractive() || process.env.NO_COLOR) {
+  if (quiet || !process.stderr.isTTY) {
     return { update: () => undefined, log: (t) => note(t), stop: () => undefined };
+  }
+  if (!isInteractive() || process.env.NO_COLOR) {
+    // A terminal that gets no spinner (NO_COLOR, TERM=dumb, CI, no width) still gets
+    // progress, as plain lines a few seconds apart.
+    let last = 0;
+    return {
+      update: (text) => {
+        const now = Date.now();
+        if (now - last < PLAIN_PROGRESS_MS) return;
+        last = now;
+        note(text);
+      },
+      log: (t) => note(t),
+      stop: () => undefined,
+    };
   }
   const { default: ora } = await import('ora');
   const spinner: Ora = ora({ text: initial, stream: process.stderr, color: useColor() ? 'cyan' : false, isEnabled: true, discardStdin: false }).start();

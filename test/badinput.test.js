@@ -237,6 +237,14 @@ test('fit on a terminal 0 columns wide (a pty without a size) finishes instead o
   assert.ok(Number(r.stdout) < 5000, `no runaway output: ${r.stdout.trim()} bytes`);
 });
 
+test('fit on a terminal with NO_COLOR shows progress as plain lines, no spinner', { skip: !hasScript && 'no script(1)' }, async () => {
+  const model = join(cwd, 'nocolor-model');
+  const cmd = `stty cols 120 rows 40; env -u CI NO_COLOR=1 NF_BACKEND=wasm timeout -s KILL 50 '${process.execPath}' '${bin}' fit '${example('moons.csv')}' -m '${model}' --epochs 2 --restarts 1`;
+  const r = await runShell(`timeout 60 script -qec "${cmd}" /dev/null | head -c 100000`, { cwd });
+  assert.match(r.stdout, /nf: epoch 1\/2 /, `progress shown: ${JSON.stringify(r.stdout)}`);
+  assert.doesNotMatch(r.stdout, /\u001b/, 'no escape sequences (spinner, colour)');
+});
+
 test('eval: a row of zero density makes the mean -inf (not nan), with a warning', async () => {
   const r = await nf(['eval', '-m', moons, '-'], { input: 'x1,x2\n1e30,0\n0.5,0.2\n' });
   assert.equal(r.code, 0, r.stderr);
@@ -293,6 +301,34 @@ test('a full disk: sample -o /dev/full and stdout on /dev/full fail cleanly', { 
   const r = await runShell(`$NF logprob '${corpus('plain.csv')}' -m '${moons}' > /dev/full`, { cwd, env });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^nf: error: stdout: cannot write: no space left on device\n$/);
+  // A small output fails only when the file is closed: that failure counted as success.
+  assertFails(await nf(['sample', '-m', moons, '-n', '2', '-o', '/dev/full']), 1, /\/dev\/full: cannot write: no space left on device/, 'sample -n 2 -o /dev/full');
+  // Summaries and descriptions written straight to stdout.
+  for (const cmd of [`info -m '${moons}'`, `info -m '${moons}' --json`, `plot -m '${moons}' -o - --format svg`]) {
+    const w = await runShell(`$NF ${cmd} > /dev/full`, { cwd, env });
+    assert.equal(w.code, 1, cmd);
+    assert.match(w.stderr, /^nf: error: stdout: cannot write: no space left on device\n$/, cmd);
+  }
+});
+
+test('a stderr that closes early (2>&1 | true) loses messages, not the exit status', async () => {
+  // \`true\` has exited long before nf (100+ ms to start) writes its warning.
+  const r = await runShell(`$NF logprob '${corpus('missing-values.csv')}' -m '${moons}' --drop-invalid 2>&1 >/dev/null | true; echo "status \${PIPESTATUS[0]}"`, { cwd, env });
+  assert.match(r.stdout, /status 0/);
+});
+
+test('very long lines are read in linear time: a 20,000-column header, a 200 kB cell', async () => {
+  const dir = tempDir('nf-long-');
+  const wide = join(dir, 'wide.csv');
+  const names = Array.from({ length: 20000 }, (_, i) => `col${i}`);
+  writeFileSync(wide, `${names.join(',')}\n${names.map((_, i) => i % 7).join(',')}\n`);
+  // Quadratic scans took 100 s (header) and 34 s (cell); killed after 30 s they fail here.
+  const w = await runNf(['logprob', '-m', moons, wide], { cwd, env, timeout: 30000 });
+  assertFails(w, 1, /missing column\(s\) 'x1', 'x2' .*input: col0, col1, .*…\)$/m, 'wide header');
+  assert.ok(w.stderr.length < 1000, 'the column list is cut short');
+  const cell = join(dir, 'cell.csv');
+  writeFileSync(cell, `x1,x2\n${'1'.repeat(200000)}a,1\n`);
+  assertFails(await runNf(['logprob', '-m', moons, cell], { cwd, env, timeout: 30000 }), 1, /cell\.csv:2: column 'x1' \(1\): '1{40}…' is not a number/, 'long cell');
 });
 
 test('logprob big.csv | head ends quietly with exit 0', async () => {

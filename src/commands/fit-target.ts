@@ -3,6 +3,7 @@
  * The result is an ordinary checkpoint: sample, logprob and eval work on it unchanged.
  */
 import { saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
+import { writeStdout } from '../data/csv-writer.js';
 import { registerAllGradients, requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
 import { buildSpec, initParams, targetArchitecture } from '../flow/spec.js';
@@ -108,7 +109,7 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
     samplesPerSecond: training.samplesPerSecond,
     seed,
   };
-  if (opts.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  if (opts.json) await writeStdout(JSON.stringify(summary) + '\n');
   note(
     `saved ${opts.model}: ${spec.type} ${spec.layers}×${spec.hidden} fitted to ${opts.target} by reverse KL, ${result.steps} steps; ` +
       `log Z ≈ ${result.logZ.toFixed(4)} ± ${result.logZStderr.toFixed(4)}, ESS ${(100 * result.essFraction).toFixed(1)}% of ${result.samples}; ` +

@@ -3,6 +3,7 @@
  */
 import { checkCheckpointTarget, saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
 import { escapeControls, signalExitCode, UserError } from '../errors.js';
+import { writeStdout } from '../data/csv-writer.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
@@ -324,7 +325,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     chosenRestart: trained.chosen,
     restartValNlls: trained.outcomes.map((o) => o.bestValNll),
   };
-  if (opts.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  if (opts.json) await writeStdout(JSON.stringify(summary) + '\n');
   const why = interrupted
     ? `${interrupted}: saved the best weights so far`
     : result.stopReason === 'patience'

@@ -3,6 +3,7 @@
  */
 import { existsSync } from 'node:fs';
 import { loadCheckpoint } from '../checkpoint.js';
+import { writeStdout } from '../data/csv-writer.js';
 import { probeBackends, requestedBackend, startEngine } from '../engine.js';
 import { paramCount } from '../flow/spec.js';
 
@@ -17,8 +18,8 @@ export async function info(opts: InfoOptions): Promise<number> {
   if (opts.backends && !existsSync(opts.model)) {
     // `nf info --backends` on a machine without a model: just the engines.
     const backends = await probeBackends();
-    if (opts.json) process.stdout.write(JSON.stringify({ backends }) + '\n');
-    else process.stdout.write(backends.map((b) => `backend ${b.backend.padEnd(10)} ${b.ok ? 'loads' : `unavailable: ${b.reason}`}`).join('\n') + '\n');
+    if (opts.json) await writeStdout(JSON.stringify({ backends }) + '\n');
+    else await writeStdout(backends.map((b) => `backend ${b.backend.padEnd(10)} ${b.ok ? 'loads' : `unavailable: ${b.reason}`}`).join('\n') + '\n');
     return 0;
   }
   // Describing a checkpoint needs no engine, but --backend means what it means everywhere
@@ -32,7 +33,7 @@ export async function info(opts: InfoOptions): Promise<number> {
     const { weightsManifest: _manifest, ...rest } = meta;
     void _manifest;
     const history = t.history;
-    process.stdout.write(
+    await writeStdout(
       JSON.stringify({ model: opts.model, parameters: paramCount(meta.flow), ...rest, training: { ...t, history }, backends }) + '\n',
     );
     return 0;
@@ -66,6 +67,6 @@ export async function info(opts: InfoOptions): Promise<number> {
   if (backends) {
     for (const b of backends) lines.push(`backend ${b.backend.padEnd(10)} ${b.ok ? 'loads' : `unavailable: ${b.reason}`}`);
   }
-  process.stdout.write(lines.join('\n') + '\n');
+  await writeStdout(lines.join('\n') + '\n');
   return 0;
 }

@@ -97,8 +97,9 @@ function sniffDelimiter(text: string): string {
 
 /** True once `text` holds a complete non-blank line (enough to sniff the delimiter). */
 function hasFirstLine(text: string): boolean {
-  const m = /\S[^\r\n]*[\r\n]/.exec(text);
-  return m !== null;
+  // Two linear scans: one regex for both backtracks quadratically on a long line without a break.
+  const first = text.search(/\S/);
+  return first >= 0 && text.slice(first).search(/[\r\n]/) >= 0;
 }
 
 export interface Layout {

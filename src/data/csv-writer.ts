@@ -54,6 +54,21 @@ function standardStream(s: Stats): { stream: Writable; name: string } | null {
   return null;
 }
 
+/**
+ * Writes a whole text (a JSON summary, a description, an image) to stdout and waits until
+ * it is out, so a failed write (a full disk, a closed stdout) is an error, not a silent loss.
+ * EPIPE passes through: the CLI treats a closed pipe as a quiet success.
+ */
+export async function writeStdout(data: string | Uint8Array): Promise<void> {
+  await new Promise<void>((resolve, reject) =>
+    process.stdout.write(data, (err?: Error | null) => {
+      if (!err) return resolve();
+      const e = err as NodeJS.ErrnoException;
+      reject(e.code === 'EPIPE' ? e : new UserError(`stdout: cannot write: ${ioMessage(e)}`));
+    }),
+  );
+}
+
 export class CsvWriter {
   private pending: string[] = [];
   private size = 0;
@@ -153,8 +168,12 @@ export class CsvWriter {
       return;
     }
     await new Promise<void>((resolve) => {
-      this.stream.once('error', () => resolve());
-      this.stream.end(() => resolve());
+      // end's callback gets the error of a failed last write (a full disk), and may run
+      // before the 'error' event: record it here or the cut-off file would be renamed into place.
+      this.stream.end((err?: Error | null) => {
+        if (err) this.failure ??= err;
+        resolve();
+      });
     });
     this.check();
     if (!this.target) return;

@@ -3,6 +3,7 @@
  * untouched), or by position when there is no header.
  */
 import { UserError } from '../errors.js';
+import { printable } from './csv-reader.js';
 
 export function modelColumnsIn(
   source: string,
@@ -14,7 +15,7 @@ export function modelColumnsIn(
   if (!file.hasHeader) {
     if (file.fileColumns.length !== modelColumns.length) {
       throw new UserError(
-        `${source}: ${file.fileColumns.length} column(s) without a header, the model has ${modelColumns.length} (${modelColumns.join(', ')}); add a header to match by name`,
+        `${source}: ${file.fileColumns.length} column(s) without a header, the model has ${modelColumns.length} (${printable(modelColumns.join(', '), 200)}); add a header to match by name`,
       );
     }
     return modelColumns.map((_, i) => i);
@@ -22,7 +23,7 @@ export function modelColumnsIn(
   const absent = modelColumns.filter((c) => !file.fileColumns.includes(c));
   if (absent.length > 0) {
     throw new UserError(
-      `${source}: missing column(s) ${absent.map((c) => `'${c}'`).join(', ')} that the model needs (model columns: ${modelColumns.join(', ')}; input: ${file.fileColumns.join(', ')})${hint}`,
+      `${source}: missing column(s) ${printable(absent.map((c) => `'${c}'`).join(', '), 200)} that the model needs (model columns: ${printable(modelColumns.join(', '), 200)}; input: ${printable(file.fileColumns.join(', '), 200)})${hint}`,
     );
   }
   return modelColumns.map((c) => file.fileColumns.indexOf(c));

@@ -3,7 +3,8 @@
  */
 
 const FLOAT32_MAX = 3.4028234663852886e38;
-const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+// The digits before and after '.' cannot trade places: no backtracking on long digit runs.
+const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 /** Cells that mean "no value" in common tools' output. */
 const MISSING = new Set(['', 'na', 'n/a', 'nan', '-nan', 'null', 'none', 'inf', '+inf', '-inf', 'infinity', '+infinity', '-infinity', '?']);
 

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { ioMessage, UsageError, UserError } from '../errors.js';
+import { writeStdout } from '../data/csv-writer.js';
 
 export type ImageFormat = 'png' | 'svg';
 
@@ -30,7 +31,7 @@ export async function checkWritable(output: string): Promise<void> {
 
 export async function writeImage(output: string, bytes: Buffer | string): Promise<void> {
   if (output === '-') {
-    await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (err) => (err ? reject(err) : resolve())));
+    await writeStdout(bytes);
     return;
   }
   const existing = await stat(output).catch(() => null);
