@@ -97,10 +97,18 @@ estimate of log Z with its standard error and the effective sample size (--json:
 logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mjs.`,
     )
     .action(async (data: string | undefined, raw: Common & { target?: string; steps?: number; epochs?: number }, cmd: Command) => {
+      // An option that does not apply is an error, not silently ignored.
+      const given = (names: string[], flags: string[]): string[] => flags.filter((_, i) => cmd.getOptionValueSource(names[i]) === 'cli');
       if (raw.target !== undefined) {
         if (data !== undefined) throw new UserError('fit: give either a data file or --target, not both', 2);
+        const dataOnly = given(
+          ['columns', 'header', 'valSplit', 'patience', 'restarts', 'dropInvalid', 'dequantize'],
+          ['--columns', '--no-header', '--val-split', '--patience', '--restarts', '--drop-invalid', '--dequantize'],
+        );
+        if (dataOnly.length > 0) throw new UserError(`fit: ${dataOnly.join(', ')} apply to fits to data, not to --target fits`, 2);
         if (raw.steps === undefined && cmd.getOptionValueSource('epochs') === 'cli' && raw.epochs !== undefined) raw.steps = raw.epochs * 100;
       } else {
+        if (given(['steps'], ['--steps']).length > 0) throw new UserError('fit: --steps applies to --target fits; a fit to data runs up to --epochs', 2);
         needsInput(cmd, data);
       }
       const { fit } = await import('./commands/fit.js');

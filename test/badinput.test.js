@@ -193,6 +193,10 @@ test('bad options are usage errors: exit 2, one line, nothing on stdout', async 
   ];
   await inBatches(cases.map((args) => async () => assertFails(await nf(args), 2, /./, args.join(' '))));
   assertFails(await nf(['sample', '-m', moons], { env: { NF_BACKEND: 'gpu' } }), 2, /unknown backend 'gpu' \(expected one of: tensorflow, wasm, cpu\)/, 'NF_BACKEND=gpu');
+  // Options that do not apply to the kind of fit are refused, not ignored (--steps ran a full fit).
+  assertFails(await nf(['fit', csv, '--steps', '5']), 2, /fit: --steps applies to --target fits; a fit to data runs up to --epochs/, 'fit --steps');
+  const target = join(root, 'examples', 'targets', 'banana.mjs');
+  assertFails(await nf(['fit', '--target', target, '--val-split', '0.5', '--restarts', '3']), 2, /fit: --val-split, --restarts apply to fits to data, not to --target fits/, 'fit --target --val-split');
 });
 
 test('unwritable output: clear error, exit 1, nothing half-written', async () => {
