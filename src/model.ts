@@ -34,6 +34,15 @@ export class Model {
     const out = tf.tidy(() => this.flow.logProb(this.weights, tf.tensor2d(data, [rows, this.dim])));
     const values = out.dataSync() as Float32Array;
     out.dispose();
+    // A finite row far outside the data can overflow inside the flow (inf − inf on some
+    // backends): its density is zero to float precision, so say -inf, as other backends do.
+    const D = this.dim;
+    for (let i = 0; i < rows; i++) {
+      if (!Number.isNaN(values[i])) continue;
+      let finite = true;
+      for (let j = 0; j < D; j++) finite &&= Number.isFinite(data[i * D + j]);
+      if (finite) values[i] = Number.NEGATIVE_INFINITY;
+    }
     return values;
   }
 

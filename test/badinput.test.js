@@ -256,6 +256,10 @@ test('eval: a row of zero density makes the mean -inf (not nan), with a warning'
   assert.match(r.stderr, /1 row\(s\) have zero density under the model/);
   const j = await nf(['eval', '-m', moons, '-', '--json', '-q'], { input: 'x1,x2\n1e30,0\n0.5,0.2\n' });
   assert.equal(JSON.parse(j.stdout).zeroDensityRows, 1);
+  // On the cpu backend 3e38 overflows to inf − inf inside the flow: still -inf, not nan.
+  const cpu = await nf(['logprob', '-m', moons, '-', '--backend', 'cpu'], { input: 'x1,x2\n3e38,0\n0.5,0.2\n' });
+  assert.equal(cpu.code, 0, cpu.stderr);
+  assert.equal(cpu.stdout.trim().split('\n')[1], '-inf');
 });
 
 test('a column of tiny but varying values is not called constant; a constant one is', async () => {
