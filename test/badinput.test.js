@@ -281,6 +281,12 @@ test('control characters from a file are shown escaped: an error stays one line'
   assertFails(await nf(['sample', '-m', bad]), 1, /model\.json: not valid JSON/, 'a JSON excerpt with newlines');
 });
 
+test('UTF-16 input is named as such, not reported as garbled column names', async () => {
+  const u16 = join(tempDir('nf-u16-'), 'excel-unicode.csv');
+  writeFileSync(u16, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('x1,x2\n1,2\n', 'utf16le')]));
+  assertFails(await nf(['logprob', '-m', moons, u16]), 1, /excel-unicode\.csv: looks like UTF-16 text; nf reads UTF-8 CSV/, 'UTF-16 with BOM');
+});
+
 test('sample -o /dev/stdout (or /dev/stderr) appends to a stream redirected with >> instead of truncating it', async () => {
   const out = join(tempDir('nf-devstdout-'), 'log.csv');
   writeFileSync(out, 'kept\n');

@@ -95,6 +95,17 @@ function sniffDelimiter(text: string): string {
   return best;
 }
 
+/**
+ * UTF-16 text (Excel's "Unicode text", PowerShell's default) read as UTF-8 is NUL bytes
+ * between characters: say what it is instead of reporting garbled column names.
+ */
+function checkEncoding(name: string, head: Buffer): void {
+  const bom16 = head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff));
+  if (bom16 || head.subarray(0, 64).includes(0)) {
+    throw new UserError(`${name}: looks like UTF-16 text${bom16 ? '' : ' or binary data'}; nf reads UTF-8 CSV (save it as "CSV UTF-8", or convert with iconv -f UTF-16 -t UTF-8)`);
+  }
+}
+
 /** True once `text` holds a complete non-blank line (enough to sniff the delimiter). */
 function hasFirstLine(text: string): boolean {
   // Two linear scans: one regex for both backtracks quadratically on a long line without a break.
@@ -278,7 +289,10 @@ export async function* readNumeric(
   }
 
   try {
+    let first = true;
     for await (const piece of src.stream as AsyncIterable<Buffer | string>) {
+      if (first && typeof piece !== 'string') checkEncoding(src.name, piece);
+      first = false;
       const text = typeof piece === 'string' ? piece : decoder.write(piece);
       if (!tokenizer) {
         start += text;
