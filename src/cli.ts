@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { defaultModelDir } from './checkpoint.js';
-import { UserError } from './errors.js';
+import { UsageError, UserError } from './errors.js';
 import { choice, columnList, integer, real, seed } from './options.js';
 import { configureTerminal, printError } from './terminal.js';
 
@@ -39,6 +39,7 @@ function common(cmd: Command, opts: { json?: boolean; backend?: boolean } = {}):
 
 function prepare<T extends Common>(opts: T): T {
   configureTerminal({ quiet: opts.quiet, color: opts.color });
+  if (opts.model === '') throw new UsageError("-m, --model: expected a directory, got ''");
   return { ...opts, model: opts.model ?? defaultModelDir() };
 }
 
@@ -198,7 +199,8 @@ logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mj
     .option('--height <px>', 'image height in pixels', integer(100, 10000))
     .option('--curve', 'add the training curve (train and validation NLL per epoch)')
     .option('--seed <int>', 'random seed (model draws, subsampling)', seed)
-    .action(async (raw: Common) => {
+    .action(async (raw: Common & { data?: string }, cmd: Command) => {
+      if (raw.data !== undefined) needsInput(cmd, raw.data);
       const { plot } = await import('./commands/plot.js');
       run(await plot(prepare(raw as Parameters<typeof plot>[0] & Common)));
     });

@@ -188,11 +188,13 @@ test('bad options are usage errors: exit 2, one line, nothing on stdout', async 
     ['fit', csv, '--columns', 'x1,x1'],
     ['fit', csv, 'extra.csv'],
     ['fit', csv, '--backend', 'gpu'],
+    ['sample', '-m', ''],
     ['eval'],
     ['frobnicate'],
   ];
   await inBatches(cases.map((args) => async () => assertFails(await nf(args), 2, /./, args.join(' '))));
   assertFails(await nf(['sample', '-m', moons], { env: { NF_BACKEND: 'gpu' } }), 2, /unknown backend 'gpu' \(expected one of: tensorflow, wasm, cpu\)/, 'NF_BACKEND=gpu');
+  assertFails(await nf(['fit', csv, '--columns', '0', '-m', join(cwd, 'never-written')]), 1, /--columns 0: column indices start at 1/, 'fit --columns 0');
   // Options that do not apply to the kind of fit are refused, not ignored (--steps ran a full fit).
   assertFails(await nf(['fit', csv, '--steps', '5']), 2, /fit: --steps applies to --target fits; a fit to data runs up to --epochs/, 'fit --steps');
   const target = join(root, 'examples', 'targets', 'banana.mjs');

@@ -131,7 +131,7 @@ function resolveColumns(source: string, fileColumns: string[], wanted: string[] 
     if (/^\d+$/.test(w)) {
       const i = Number(w) - 1;
       if (i >= 0 && i < fileColumns.length) return i;
-      throw new UserError(`${source}: --columns ${w}: there are only ${fileColumns.length} columns`);
+      throw new UserError(`${source}: --columns ${w}: ${i < 0 ? 'column indices start at 1' : `there are only ${fileColumns.length} columns`}`);
     }
     throw new UserError(
       `${source}: --columns: no column named '${printable(w)}'${hasHeader ? ` (columns: ${printable(fileColumns.join(', '), 200)})` : ' (the file has no header; use 1-based indices)'}`,
