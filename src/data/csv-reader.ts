@@ -101,8 +101,11 @@ function sniffDelimiter(text: string): string {
  */
 function checkEncoding(name: string, head: Buffer): void {
   const bom16 = head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff));
-  if (bom16 || head.subarray(0, 64).includes(0)) {
-    throw new UserError(`${name}: looks like UTF-16 text${bom16 ? '' : ' or binary data'}; nf reads UTF-8 CSV (save it as "CSV UTF-8", or convert with iconv -f UTF-16 -t UTF-8)`);
+  if (bom16) {
+    throw new UserError(`${name}: looks like UTF-16 text; nf reads UTF-8 CSV (save it as "CSV UTF-8", or convert with iconv -f UTF-16 -t UTF-8)`);
+  }
+  if (head.subarray(0, 64).includes(0)) {
+    throw new UserError(`${name}: holds NUL bytes: binary data or UTF-16 text, not UTF-8 CSV (UTF-16 converts with iconv -f UTF-16 -t UTF-8)`);
   }
 }
 
