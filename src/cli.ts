@@ -99,17 +99,24 @@ logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mj
     )
     .action(async (data: string | undefined, raw: Common & { target?: string; steps?: number; epochs?: number }, cmd: Command) => {
       // An option that does not apply is an error, not silently ignored.
-      const given = (names: string[], flags: string[]): string[] => flags.filter((_, i) => cmd.getOptionValueSource(names[i]) === 'cli');
+      // Options given on the command line, as flags, from [attribute, flag] pairs.
+      const given = (options: [string, string][]): string[] =>
+        options.filter(([name]) => cmd.getOptionValueSource(name) === 'cli').map(([, flag]) => flag);
       if (raw.target !== undefined) {
-        if (data !== undefined) throw new UserError('fit: give either a data file or --target, not both', 2);
-        const dataOnly = given(
-          ['columns', 'header', 'valSplit', 'patience', 'restarts', 'dropInvalid', 'dequantize'],
-          ['--columns', '--no-header', '--val-split', '--patience', '--restarts', '--drop-invalid', '--dequantize'],
-        );
-        if (dataOnly.length > 0) throw new UserError(`fit: ${dataOnly.join(', ')} apply to fits to data, not to --target fits`, 2);
+        if (data !== undefined) throw new UsageError('fit: give either a data file or --target, not both');
+        const dataOnly = given([
+          ['columns', '--columns'],
+          ['header', '--no-header'],
+          ['valSplit', '--val-split'],
+          ['patience', '--patience'],
+          ['restarts', '--restarts'],
+          ['dropInvalid', '--drop-invalid'],
+          ['dequantize', '--dequantize'],
+        ]);
+        if (dataOnly.length > 0) throw new UsageError(`fit: ${dataOnly.join(', ')} apply to fits to data, not to --target fits`);
         if (raw.steps === undefined && cmd.getOptionValueSource('epochs') === 'cli' && raw.epochs !== undefined) raw.steps = raw.epochs * 100;
       } else {
-        if (given(['steps'], ['--steps']).length > 0) throw new UserError('fit: --steps applies to --target fits; a fit to data runs up to --epochs', 2);
+        if (given([['steps', '--steps']]).length > 0) throw new UsageError('fit: --steps applies to --target fits; a fit to data runs up to --epochs');
         needsInput(cmd, data);
       }
       const { fit } = await import('./commands/fit.js');
