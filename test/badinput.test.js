@@ -432,6 +432,24 @@ describe('interrupting fit', { concurrency: true }, () => {
     assert.ok(meta.training.epochs >= 1);
   });
 
+  test('SIGTERM during fit --target: says it is stopping, saves the flow so far, exits 143', async () => {
+    const dir = join(tempDir('nf-target-sig-'), 'banana');
+    const args = ['--target', join(root, 'examples', 'targets', 'banana.mjs'), '-m', dir, '--steps', '10000000', '--layers', '2', '--hidden', '8', '--seed', '3'];
+    let r;
+    for (const wait of [4000, 10000]) {
+      const { child, done } = startFit(args);
+      await sleep(wait);
+      child.kill('SIGTERM');
+      r = await done;
+      if (r.code !== null) break; // null: killed before nf listened for signals; wait longer
+    }
+    assert.equal(r.code, 143, r.stderr);
+    assert.match(r.stderr, /SIGTERM: stopping after the current step/);
+    assert.match(r.stderr, /saved .*banana: rnvp 2×8 fitted to .*banana\.mjs by reverse KL, \d+ steps \(SIGTERM: stopped early\)/);
+    const meta = JSON.parse((await nf(['info', '--json', '-m', dir])).stdout);
+    assert.equal(meta.training.stopReason, 'interrupted (SIGTERM)');
+  });
+
   test('SIGINT before the first epoch finishes: nothing saved, previous checkpoint byte-identical', async () => {
     const prev = previousCheckpoint('model');
     const { child, done } = startFit([bigMoons, '-m', prev.dir, '--batch-size', '1', '--epochs', '5', '--seed', '5']);

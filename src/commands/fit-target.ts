@@ -3,6 +3,7 @@
  * The result is an ordinary checkpoint: sample, logprob and eval work on it unchanged.
  */
 import { saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
+import { escapeControls, signalExitCode } from '../errors.js';
 import { writeStdout } from '../data/csv-writer.js';
 import { registerAllGradients, requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
@@ -32,9 +33,11 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
   const flow = new Flow(spec, standardization);
   const steps = opts.steps ?? DEFAULT_TARGET_STEPS;
   const batchSize = opts.batchSize ?? 256;
-  let stop = false;
-  const onSignal = (): void => {
-    stop = true;
+  let stop: NodeJS.Signals | null = null;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    stop = sig;
+    // Shown even with -q, as fit's: the answer to "did it hear me?".
+    process.stderr.write(`nf: ${sig}: stopping after the current step to save the flow so far (press again to abort without saving)\n`);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -47,7 +50,7 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
       target,
       { steps, batchSize, lr, clipNorm: 5, warmupSteps: 100, seed, evalSamples: 20000 },
       {
-        shouldStop: () => stop,
+        shouldStop: () => stop !== null,
         onRecover: (m) => progress.log(`warning: ${m}`),
         onProgress: (step, total, loss, ms) =>
           progress.update(`step ${step}/${total}  reverse KL loss ${loss.toFixed(4)}  ${formatDuration(ms)} elapsed, ~${formatDuration((ms / step) * (total - step))} left`),
@@ -76,7 +79,7 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
     backend: engine.backend,
     seconds: Math.round(seconds * 100) / 100,
     samplesPerSecond: Math.round(result.samplesPerSecond),
-    stopReason: result.interrupted ? 'interrupted' : 'steps',
+    stopReason: stop ? `interrupted (${stop})` : 'steps',
     seed,
     batchSize,
     lr,
@@ -110,16 +113,17 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
     seed,
   };
   if (opts.json) await writeStdout(JSON.stringify(summary) + '\n');
-  note(
-    `saved ${opts.model}: ${spec.type} ${spec.layers}×${spec.hidden} fitted to ${opts.target} by reverse KL, ${result.steps} steps; ` +
-      `log Z ≈ ${result.logZ.toFixed(4)} ± ${result.logZStderr.toFixed(4)}, ESS ${(100 * result.essFraction).toFixed(1)}% of ${result.samples}; ` +
-      `${formatDuration(seconds * 1000)} on ${engine.backend}`,
-  );
+  const saved =
+    `saved ${opts.model}: ${spec.type} ${spec.layers}×${spec.hidden} fitted to ${opts.target} by reverse KL, ${result.steps} steps${stop ? ` (${stop}: stopped early)` : ''}; ` +
+    `log Z ≈ ${result.logZ.toFixed(4)} ± ${result.logZStderr.toFixed(4)}, ESS ${(100 * result.essFraction).toFixed(1)}% of ${result.samples}; ` +
+    `${formatDuration(seconds * 1000)} on ${engine.backend}`;
+  if (stop) process.stderr.write(`nf: ${escapeControls(saved)}\n`);
+  else note(saved);
   if (!(result.essFraction >= LOW_ESS)) {
     await warn(
       `effective sample size is only ${(100 * result.essFraction).toFixed(1)}%: the flow probably misses part of the target (mode collapse, the known failure of reverse KL); ` +
         'the log Z estimate is then biased low — try more --layers/--hidden, more --steps, or a different --seed',
     );
   }
-  return result.interrupted ? 130 : 0;
+  return stop ? signalExitCode(stop) : 0;
 }
