@@ -283,6 +283,15 @@ test('control characters from a file are shown escaped: an error stays one line'
   assertFails(await nf(['sample', '-m', bad]), 1, /model\.json: not valid JSON/, 'a JSON excerpt with newlines');
 });
 
+test('sample: rows that overflow float32 at an extreme --temperature are warned about', async () => {
+  const r = await nf(['sample', '-m', moons, '-n', '3', '--seed', '1', '--temperature', '1e38']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /nan|inf/);
+  assert.match(r.stderr, /^nf: warning: 1 row\(s\) overflowed float32 \(nan or inf cells\): --temperature 1e\+38/);
+  const calm = await nf(['sample', '-m', moons, '-n', '3', '--seed', '1', '--temperature', '10']);
+  assert.equal(calm.stderr, '');
+});
+
 test('UTF-16 input is named as such, not reported as garbled column names', async () => {
   const u16 = join(tempDir('nf-u16-'), 'excel-unicode.csv');
   writeFileSync(u16, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('x1,x2\n1,2\n', 'utf16le')]));

@@ -8,6 +8,7 @@ import { requestedBackend, startEngine } from '../engine.js';
 import { Model } from '../model.js';
 import { ChunkRunner, helperWanted, inOrder } from '../inference/helper.js';
 import { Rng, freshSeed } from '../rng.js';
+import { warn } from '../terminal.js';
 
 export interface SampleOptions {
   model: string;
@@ -48,14 +49,23 @@ export async function sample(opts: SampleOptions): Promise<number> {
         yield { z: rng.normals(n * D, opts.temperature), n };
       }
     }
+    let overflowed = 0;
     for await (const { chunk, out: x } of inOrder(draws(), (c) => runner.submit('sample', c.z, c.n))) {
       for (let i = 0; i < chunk.n; i++) {
         let line = formatFloat32(x[i * D]);
-        for (let j = 1; j < D; j++) line += ',' + formatFloat32(x[i * D + j]);
+        let finite = Number.isFinite(x[i * D]);
+        for (let j = 1; j < D; j++) {
+          line += ',' + formatFloat32(x[i * D + j]);
+          finite &&= Number.isFinite(x[i * D + j]);
+        }
+        if (!finite) overflowed += 1;
         await out.line(line);
       }
     }
     await out.close();
+    if (overflowed > 0) {
+      await warn(`${overflowed} row(s) overflowed float32 (nan or inf cells): --temperature ${opts.temperature} draws base values too far out for the flow`);
+    }
   } catch (err) {
     await out.abort();
     throw err;
