@@ -159,9 +159,10 @@ test("bimodal conditional (moons, x2 given x1 = 0.5): draws follow the model's o
 });
 
 test('impute refuses what it cannot condition on, and bad options', async () => {
-  const inf = await runNf(['impute', '-m', moons, '-'], { input: 'x1,x2\n1,inf\n' });
+  // file:line like every other reader error (a blank line, skipped, still counts as a line).
+  const inf = await runNf(['impute', '-m', moons, '-'], { input: 'x1,x2\n0.5,0.1\n\n1,inf\n' });
   assert.equal(inf.code, 1);
-  assert.match(inf.stderr, /data row 1: column 'x2': 'inf' is infinite/);
+  assert.match(inf.stderr, /^nf: error: stdin:4: column 'x2': 'inf' is infinite/);
   const col = await runNf(['impute', '-m', moons, '-'], { input: 'x1,y\n1,2\n' });
   assert.equal(col.code, 1);
   assert.match(col.stderr, /missing column\(s\) 'x2'/);

@@ -128,7 +128,7 @@ export async function impute(input: string | undefined, opts: ImputeOptions): Pr
       const values = new Float32Array(n * D);
       const missing = new Uint8Array(n * D);
       const gaps = new Int32Array(n);
-      const first = tally.rows;
+      const lines = chunk.lines ?? [];
       for (let r = 0; r < n; r++) {
         gaps[r] = readRowCells(
           raw[r],
@@ -136,7 +136,7 @@ export async function impute(input: string | undefined, opts: ImputeOptions): Pr
           values,
           missing,
           r * D,
-          () => `${src.name}: data row ${first + r + 1}`,
+          () => `${src.name}:${lines[r]}`,
           (i) => (l.hasHeader ? `column '${l.fileColumns[i]}'` : `column ${i + 1}`),
         );
       }

@@ -45,6 +45,8 @@ export interface Chunk {
   rows: number;
   /** Raw cells per row, when keepRaw. */
   raw?: string[][];
+  /** Line number in the input of each row, when keepRaw (for messages about single rows). */
+  lines?: number[];
   /** With invalid: 'mark', 1 for rows that had an invalid value (their data are zeros). */
   invalid?: Uint8Array;
 }
@@ -194,6 +196,7 @@ export async function* readNumeric(
   let buf = new Float32Array(0);
   let flags = new Uint8Array(0);
   let raw: string[][] = [];
+  let rawLines: number[] = [];
   let n = 0;
   /** In `fail` mode, once an invalid row is seen: keep reading only to count them. */
   let failure: { first: string; rows: number; lines: number[] } | null = null;
@@ -202,6 +205,7 @@ export async function* readNumeric(
     data: n === chunkRows ? buf : buf.subarray(0, n * dim),
     rows: n,
     raw: opts.keepRaw ? raw : undefined,
+    lines: opts.keepRaw ? rawLines : undefined,
     invalid: mode === 'mark' ? (n === chunkRows ? flags : flags.subarray(0, n)) : undefined,
   });
 
@@ -276,7 +280,10 @@ export async function* readNumeric(
       } else if (mode === 'mark') {
         flags[n] = 0;
       }
-      if (opts.keepRaw) raw.push(record);
+      if (opts.keepRaw) {
+        raw.push(record);
+        rawLines.push(lineNo);
+      }
       n += 1;
       stats.rows += 1;
       if (n === chunkRows) {
@@ -284,6 +291,7 @@ export async function* readNumeric(
         buf = new Float32Array(chunkRows * dim);
         if (mode === 'mark') flags = new Uint8Array(chunkRows);
         raw = [];
+        rawLines = [];
         n = 0;
       }
     }
