@@ -383,6 +383,19 @@ function startFit(args, { input } = {}) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts fit and sends `signal` after a few seconds; once more, waiting longer, if `tooEarly(result)` (a slow machine). */
+async function interruptFit(args, signal, tooEarly) {
+  let r;
+  for (const wait of [4000, 10000]) {
+    const { child, done } = startFit(args);
+    await sleep(wait);
+    child.kill(signal);
+    r = await done;
+    if (!tooEarly(r)) break;
+  }
+  return r;
+}
 const snapshot = (dir) => ({ json: readFileSync(join(dir, 'model.json')), weights: readFileSync(join(dir, 'weights.bin')) });
 const leftovers = (parent) => readdirSync(parent).filter((f) => f.startsWith('.'));
 
@@ -420,14 +433,7 @@ describe('interrupting fit', { concurrency: true }, () => {
     const prev = previousCheckpoint('model');
     // A tiny network with one big batch: an epoch takes milliseconds, so many finish before the signal.
     const args = [example('moons.csv'), '-m', prev.dir, '--layers', '1', '--hidden', '4', '--batch-size', '4096', '--epochs', '1000000', '--patience', '1000000', '--seed', '5'];
-    let r;
-    for (const wait of [4000, 10000]) {
-      const { child, done } = startFit(args);
-      await sleep(wait);
-      child.kill('SIGINT');
-      r = await done;
-      if (!/before (training started|the first epoch)/.test(r.stderr)) break; // a slow machine: try again, waiting longer
-    }
+    const r = await interruptFit(args, 'SIGINT', (res) => /before (training started|the first epoch)/.test(res.stderr));
     assert.equal(r.code, 130, r.stderr);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /SIGINT: stopping after the current step/);
@@ -444,14 +450,8 @@ describe('interrupting fit', { concurrency: true }, () => {
   test('SIGTERM during fit --target: says it is stopping, saves the flow so far, exits 143', async () => {
     const dir = join(tempDir('nf-target-sig-'), 'banana');
     const args = ['--target', join(root, 'examples', 'targets', 'banana.mjs'), '-m', dir, '--steps', '10000000', '--layers', '2', '--hidden', '8', '--seed', '3'];
-    let r;
-    for (const wait of [4000, 10000]) {
-      const { child, done } = startFit(args);
-      await sleep(wait);
-      child.kill('SIGTERM');
-      r = await done;
-      if (r.code !== null) break; // null: killed before nf listened for signals; wait longer
-    }
+    // Exit code null: killed before nf listened for signals.
+    const r = await interruptFit(args, 'SIGTERM', (res) => res.code === null);
     assert.equal(r.code, 143, r.stderr);
     assert.match(r.stderr, /SIGTERM: stopping after the current step/);
     assert.match(r.stderr, /saved .*banana: rnvp 2×8 fitted to .*banana\.mjs by reverse KL, \d+ steps \(SIGTERM: stopped early\)/);
