@@ -304,11 +304,12 @@ async function regularFile(path: string): Promise<boolean> {
 
 /**
  * Checks a checkpoint file before it is read: it must be a regular file (reading a FIFO
- * would block, a device never end) whose real location is inside the checkpoint's real directory.
+ * would block, a device never end) whose real location is inside the checkpoint's real
+ * directory. `missing` is the whole message if it does not exist.
  */
-async function checkpointFile(realDir: string, path: string, what: string): Promise<void> {
+async function checkpointFile(realDir: string, path: string, missing: string): Promise<void> {
   const real = await realpath(path).catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`${path}: ${err.code === 'ENOENT' ? `missing ${what}` : `cannot read: ${ioMessage(err)}`}`);
+    throw new UserError(err.code === 'ENOENT' ? missing : `${path}: cannot read: ${ioMessage(err)}`);
   });
   if (!real.startsWith(realDir + sep)) throw new UserError(`${path}: leads outside the checkpoint directory (refused)`);
   if (!(await regularFile(real))) throw new UserError(`${path}: not a regular file (refused)`);
@@ -321,8 +322,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   if (!s.isDirectory()) throw new UserError(`${where}: not a checkpoint directory`);
   const realDir = await realpath(dir);
   const jsonPath = join(dir, 'model.json');
-  if (!(await stat(jsonPath).catch(() => null))) throw new UserError(`${where}: no model.json (not an nf checkpoint)`);
-  await checkpointFile(realDir, jsonPath, 'model.json');
+  await checkpointFile(realDir, jsonPath, `${where}: no model.json (not an nf checkpoint)`);
   let text: string;
   try {
     // A byte-order mark (some editors add one) is not part of the JSON.
@@ -356,9 +356,9 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
       } catch (err) {
         throw new UserError(`${join(dir, 'model.json')}: ${(err as Error).message}`);
       }
-      await checkpointFile(realDir, path, 'weights file');
-      const b = await readFile(path).catch((err: NodeJS.ErrnoException) => {
-        throw new UserError(`${path}: ${err.code === 'ENOENT' ? 'missing weights file' : `cannot read: ${ioMessage(err)}`}`);
+      await checkpointFile(realDir, path, `${path}: missing weights file`);
+      const b = await readFile(path).catch((err: unknown) => {
+        throw new UserError(`${path}: cannot read: ${ioMessage(err)}`);
       });
       bytes.push(b);
     }

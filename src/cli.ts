@@ -98,8 +98,8 @@ estimate of log Z with its standard error and the effective sample size (--json:
 logZStderr, essFraction). Examples: examples/targets/banana.mjs, ring-mixture.mjs.`,
     )
     .action(async (data: string | undefined, raw: Common & { target?: string; steps?: number; epochs?: number }, cmd: Command) => {
-      // An option that does not apply is an error, not silently ignored.
-      // Options given on the command line, as flags, from [attribute, flag] pairs.
+      // An option that does not apply is an error, not silently ignored: which of these
+      // [attribute, flag] pairs were given on the command line.
       const given = (options: [string, string][]): string[] =>
         options.filter(([name]) => cmd.getOptionValueSource(name) === 'cli').map(([, flag]) => flag);
       if (raw.target !== undefined) {

@@ -59,6 +59,11 @@ export function note(message: string): void {
   if (!quiet) write(`nf: ${escapeControls(message)}`);
 }
 
+/** A note shown even with -q: what happened after a signal (the answer to "did it hear me?"). */
+export function noteAlways(message: string): void {
+  write(`nf: ${escapeControls(message)}`);
+}
+
 export interface Progress {
   update(text: string): void;
   /** Permanently prints a line (the spinner keeps going below it). */

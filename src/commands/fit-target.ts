@@ -3,14 +3,14 @@
  * The result is an ordinary checkpoint: sample, logprob and eval work on it unchanged.
  */
 import { saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
-import { escapeControls, signalExitCode } from '../errors.js';
+import { signalExitCode } from '../errors.js';
 import { writeStdout } from '../data/csv-writer.js';
 import { registerAllGradients, requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
 import { buildSpec, initParams, targetArchitecture } from '../flow/spec.js';
 import { Rng, freshSeed } from '../rng.js';
 import { loadTarget } from '../target.js';
-import { formatDuration, note, startProgress, warn } from '../terminal.js';
+import { formatDuration, note, noteAlways, startProgress, warn } from '../terminal.js';
 import { trainReverseKl } from '../train/reverse-kl.js';
 import type { FitOptions } from './fit.js';
 
@@ -36,8 +36,7 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
   let stop: NodeJS.Signals | null = null;
   const onSignal = (sig: NodeJS.Signals): void => {
     stop = sig;
-    // Shown even with -q, as fit's: the answer to "did it hear me?".
-    process.stderr.write(`nf: ${sig}: stopping after the current step to save the flow so far (press again to abort without saving)\n`);
+    noteAlways(`${sig}: stopping after the current step to save the flow so far (press again to abort without saving)`);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -117,7 +116,7 @@ export async function fitTarget(opts: FitOptions & { target: string; steps?: num
     `saved ${opts.model}: ${spec.type} ${spec.layers}×${spec.hidden} fitted to ${opts.target} by reverse KL, ${result.steps} steps${stop ? ` (${stop}: stopped early)` : ''}; ` +
     `log Z ≈ ${result.logZ.toFixed(4)} ± ${result.logZStderr.toFixed(4)}, ESS ${(100 * result.essFraction).toFixed(1)}% of ${result.samples}; ` +
     `${formatDuration(seconds * 1000)} on ${engine.backend}`;
-  if (stop) process.stderr.write(`nf: ${escapeControls(saved)}\n`);
+  if (stop) noteAlways(saved);
   else note(saved);
   if (!(result.essFraction >= LOW_ESS)) {
     await warn(

@@ -2,7 +2,7 @@
  * `nf fit`: CSV rows → trained flow → checkpoint.
  */
 import { checkCheckpointTarget, saveCheckpoint, type ModelMeta, type TrainingSummary } from '../checkpoint.js';
-import { escapeControls, signalExitCode, UserError } from '../errors.js';
+import { signalExitCode, UserError } from '../errors.js';
 import { writeStdout } from '../data/csv-writer.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
@@ -10,7 +10,7 @@ import { Flow } from '../flow/flow.js';
 import { buildSpec, defaultArchitecture, initParams, type FlowType } from '../flow/spec.js';
 import { prepareData } from '../train/prepare.js';
 import { Rng, freshSeed } from '../rng.js';
-import { formatDuration, note, startProgress, warn } from '../terminal.js';
+import { formatDuration, note, noteAlways, startProgress, warn } from '../terminal.js';
 import { rowLogProbs, type EpochReport } from '../train/trainer.js';
 import { trainRestarts, type Restart, type RestartsResult } from '../train/restarts.js';
 import { quantiles } from '../rarity.js';
@@ -57,25 +57,22 @@ type Phase = 'prepare' | 'train' | 'save';
 function watchSignals(model: string): { stopped: () => NodeJS.Signals | null; enter: (p: Phase) => void; release: () => void } {
   let phase: Phase = 'prepare';
   let got: NodeJS.Signals | null = null;
-  const say = (text: string): void => {
-    process.stderr.write(`nf: ${escapeControls(text)}\n`);
-  };
   const handler = (sig: NodeJS.Signals): void => {
     if (phase === 'prepare') {
-      say(`${sig} before training started: nothing saved; any previous checkpoint at ${model} is unchanged`);
+      noteAlways(`${sig} before training started: nothing saved; any previous checkpoint at ${model} is unchanged`);
       process.exit(signalExitCode(sig));
     }
     if (phase === 'save') {
-      if (!got) say(`${sig}: finishing writing the checkpoint first`);
+      if (!got) noteAlways(`${sig}: finishing writing the checkpoint first`);
       got ??= sig;
       return;
     }
     if (got) {
-      say(`${sig} again, stopping now: nothing saved; any previous checkpoint at ${model} is unchanged`);
+      noteAlways(`${sig} again, stopping now: nothing saved; any previous checkpoint at ${model} is unchanged`);
       process.exit(signalExitCode(sig));
     }
     got = sig;
-    say(`${sig}: stopping after the current step to save the best weights so far (press again to abort without saving)`);
+    noteAlways(`${sig}: stopping after the current step to save the best weights so far (press again to abort without saving)`);
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
@@ -257,7 +254,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
 
   const interrupted = signals.stopped();
   if (interrupted && result.epochsRun === 0) {
-    process.stderr.write(`nf: ${escapeControls(`${interrupted} before the first epoch finished: nothing saved; any previous checkpoint at ${opts.model} is unchanged`)}\n`);
+    noteAlways(`${interrupted} before the first epoch finished: nothing saved; any previous checkpoint at ${opts.model} is unchanged`);
     return signalExitCode(interrupted);
   }
   signals.enter('save');
@@ -336,7 +333,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     `${result.epochsRun} epochs, ${why}; best val log-lik ${(-result.bestValNll).toFixed(4)} nats/row (epoch ${result.bestEpoch}` +
     `${opts.restarts > 1 ? `, restart ${trained.chosen + 1} of ${opts.restarts}` : ''}); ${formatDuration(seconds * 1000)} on ${engine.backend}`;
   // After an interruption this line is the answer to "what happened to my model?": shown even with -q.
-  if (interrupted) process.stderr.write(`nf: ${escapeControls(saved)}\n`);
+  if (interrupted) noteAlways(saved);
   else note(saved);
   const late = signals.stopped();
   if (late) return signalExitCode(late);
