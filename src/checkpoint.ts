@@ -224,6 +224,7 @@ function validateSpec(v: Json | undefined): FlowSpec {
   if (f.diagScale !== undefined && typeof f.diagScale !== 'boolean') throw new Invalid('flow.diagScale must be true or false');
   const spec: FlowSpec = { type: type as FlowSpec['type'], dim, layers, hidden, hiddenLayers, scaleBound, permutations };
   if (f.diagScale === true) spec.diagScale = true;
+  if (f.mixture !== undefined) spec.mixture = int(f.mixture, 'flow.mixture', 1, 1024);
   return spec;
 }
 

@@ -4,6 +4,7 @@
  */
 import { loadCheckpoint, type ModelMeta } from './checkpoint.js';
 import { disposeWeights, Flow, type FlowWeights } from './flow/flow.js';
+import { drawMixture, mixtureOf, type MixtureParams } from './flow/mixture.js';
 import { Rng } from './rng.js';
 import { tf } from './tf.js';
 
@@ -12,6 +13,7 @@ export class Model {
     readonly meta: ModelMeta,
     readonly flow: Flow,
     private readonly weights: FlowWeights,
+    private readonly mixture: MixtureParams | null,
   ) {}
 
   /** Loads and validates a checkpoint. Needs a started engine. */
@@ -22,7 +24,8 @@ export class Model {
 
   static fromParams(meta: ModelMeta, params: Float32Array): Model {
     const flow = new Flow(meta.flow, meta.standardization);
-    return new Model(meta, flow, flow.makeWeights(params));
+    const K = meta.flow.mixture;
+    return new Model(meta, flow, flow.makeWeights(params), K ? mixtureOf(Float32Array.from(params), meta.flow.dim, K) : null);
   }
 
   get dim(): number {
@@ -48,7 +51,13 @@ export class Model {
 
   /** `rows` draws, base standard deviation scaled by `temperature`. */
   sample(rows: number, temperature: number, rng: Rng): Float32Array {
-    return this.transform(rng.normals(rows * this.dim, temperature), rows);
+    return this.transform(this.drawBase(rows, temperature, rng), rows);
+  }
+
+  /** `rows` draws from the base density, its standard deviations scaled by `temperature`. */
+  drawBase(rows: number, temperature: number, rng: Rng): Float32Array {
+    if (!this.mixture) return rng.normals(rows * this.dim, temperature);
+    return drawMixture(this.mixture, this.dim, rows, temperature, rng);
   }
 
   /** Maps `rows` base draws `z` to data (original units). */

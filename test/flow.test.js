@@ -12,11 +12,12 @@ import { testBackends } from './helpers.js';
 
 const require = createRequire(import.meta.url);
 
-function makeFlow(type, dim, { layers = 4, hidden = 16, seed = 1, jitter = 0.3, mean, std } = {}) {
+function makeFlow(type, dim, { layers = 4, hidden = 16, seed = 1, jitter = 0.3, mean, std, mixture } = {}) {
   const rng = new Rng(seed);
   const spec = { type, dim, layers, hidden, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(dim, layers, rng) };
   // NICE carries its diagonal scaling layer, as nf builds it.
   if (type === 'nice') spec.diagScale = true;
+  if (mixture) spec.mixture = mixture;
   const flow = new Flow(spec, { mean: mean ?? Array(dim).fill(0), std: std ?? Array(dim).fill(1) });
   const params = initParams(spec, rng);
   // Away from the identity start so every term of the math is exercised.
@@ -192,17 +193,18 @@ for (const backend of await testBackends()) {
 }
 
 
-test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients registered)', async () => {
+test('hand-written gradient equals TensorFlow.js autodiff, with and without a mixture base (cpu, all gradients registered)', async () => {
   // tfjs-layers registers every op gradient on the shared tfjs-core instance.
   require('@tensorflow/tfjs-layers');
   const { tf } = await startEngine('cpu');
-  for (const type of ['rnvp', 'nice']) {
-    for (const dim of [2, 5]) {
-      const { flow, params, rng } = makeFlow(type, dim, { layers: 3, hidden: 8 });
+  for (const [type, dim, mixture] of [['rnvp', 2], ['rnvp', 5], ['nice', 2], ['nice', 5], ['rnvp', 2, 3], ['rnvp', 5, 4], ['nice', 3, 2]]) {
+    {
+      const { flow, params, rng } = makeFlow(type, dim, { layers: 3, hidden: 8, mixture });
       const x = tf.tensor2d(rng.normals(16 * dim), [16, dim]);
       const weights = flow.makeWeights(params);
       const flat = weights.flatMap((w) => w.kernels.flatMap((k, i) => [k, w.biases[i]]));
       if (weights.logScale) flat.push(weights.logScale);
+      if (weights.mixture) flat.push(weights.mixture.logits, weights.mixture.means, weights.mixture.logStd);
       const trainingWeights = flow.makeWeights(params, true);
       const { grad } = flow.lossAndGrad(trainingWeights, x);
       disposeWeights(trainingWeights);
@@ -219,13 +221,14 @@ test('hand-written gradient equals TensorFlow.js autodiff (cpu, all gradients re
           return { ...w, kernels, biases };
         });
         if (weights.logScale) ws.logScale = ts[i++];
+        if (weights.mixture) ws.mixture = { logits: ts[i++], means: ts[i++], logStd: ts[i++] };
         return flow.meanNll(ws, x);
       })(flat);
       const autoFlat = tf.concat(auto.map((g) => tf.reshape(g, [-1])));
       const err = tf.max(tf.abs(tf.sub(grad, autoFlat))).dataSync()[0];
       const scale = tf.max(tf.abs(autoFlat)).dataSync()[0];
       assert.ok(scale > 1e-3, 'gradient is not trivially zero');
-      assert.ok(err < 1e-4 * Math.max(1, scale), `${type} D=${dim}: max |analytic − autodiff| = ${err} (scale ${scale})`);
+      assert.ok(err < 1e-4 * Math.max(1, scale), `${type} D=${dim} K=${mixture ?? 0}: max |analytic − autodiff| = ${err} (scale ${scale})`);
       tf.dispose([grad, autoFlat, x, ...auto]);
       disposeWeights(weights);
       flow.dispose();

@@ -7,11 +7,12 @@ import { writeStdout } from '../data/csv-writer.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
+import { chooseMixture, fitMixture, setMixture, type MixtureParams } from '../flow/mixture.js';
 import { buildSpec, defaultArchitecture, initParams, type FlowType } from '../flow/spec.js';
-import { prepareData } from '../train/prepare.js';
+import { prepareData, type Prepared } from '../train/prepare.js';
 import { Rng, freshSeed } from '../rng.js';
 import { formatDuration, note, noteAlways, startProgress, warn } from '../terminal.js';
-import { rowLogProbs, type EpochReport } from '../train/trainer.js';
+import { rowLogProbs, yieldToLoop, type EpochReport } from '../train/trainer.js';
 import { trainRestarts, type Restart, type RestartsResult } from '../train/restarts.js';
 import { quantiles } from '../rarity.js';
 import { defaultThreads } from '../train/gradients.js';
@@ -41,6 +42,8 @@ export interface FitOptions {
   patience: number;
   /** Independent initialisations; the best on validation is kept. */
   restarts: number;
+  /** Components of the mixture base; 0 = standard normal; default chosen on validation. */
+  components?: number;
   dropInvalid?: boolean;
   dequantize?: boolean;
 }
@@ -151,6 +154,18 @@ function progressLine(latest: (EpochReport | undefined)[], restarts: number, wor
   return `${restarts} restarts: epoch ${epochs}  best val NLL ${bests}  ${formatDuration(elapsed)} elapsed, ≤${formatDuration(eta)} left`;
 }
 
+/**
+ * The base density's starting point: a diagonal Gaussian mixture fitted to the training
+ * rows (K chosen on validation unless given), or null for a standard normal base, which is
+ * also what a chosen K of 1 means (after standardisation the two hardly differ).
+ */
+async function startingMixture(data: Prepared, D: number, components: number | undefined, rng: Rng): Promise<MixtureParams | null> {
+  if (components === 0) return null;
+  if (components !== undefined) return fitMixture(data.train, D, components, rng);
+  const chosen = (await chooseMixture(data.train, data.val, D, rng, yieldToLoop)).params;
+  return chosen.logits.length > 1 ? chosen : null;
+}
+
 export async function fit(input: string | undefined, opts: FitOptions): Promise<number> {
   if (opts.target !== undefined) {
     const { fitTarget } = await import('./fit-target.js');
@@ -187,16 +202,21 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
 
   const engine = await startEngine(backendWanted);
   const spec = buildSpec(opts.flow, D, opts, defaultArchitecture(D, data.trainRows), rng);
+  const progress = await startProgress(`fitting ${opts.flow} on ${data.trainRows} rows (${engine.backend})`);
+  if (opts.components !== 0) progress.update(`fitting ${opts.flow} on ${data.trainRows} rows (${engine.backend}): EM for the base mixture`);
+  const base = await startingMixture(data, D, opts.components, rng);
+  if (base) spec.mixture = base.logits.length;
   const flow = new Flow(spec, data.standardization);
   // Small data sets get smaller batches so an epoch still has several steps.
   const lr = opts.lr ?? DEFAULT_LR;
   const batchSize = opts.batchSize ?? Math.max(32, Math.min(512, Math.ceil(data.trainRows / 8)));
-  const progress = await startProgress(`fitting ${spec.type} on ${data.trainRows} rows (${engine.backend})`);
   signals.enter('train');
   const restarts: Restart[] = Array.from({ length: opts.restarts }, (_, i) => {
     // Restart 0 is exactly the single-run fit of this seed; others get derived seeds.
     const s = i === 0 ? seed : (seed + Math.imul(i, 0x9e3779b9)) >>> 0;
-    return { seed: s, init: initParams(spec, i === 0 ? rng : new Rng(s)) };
+    const init = initParams(spec, i === 0 ? rng : new Rng(s));
+    if (base) setMixture(init, base);
+    return { seed: s, init };
   });
   const workers = restartWorkers(engine.backend, opts.restarts);
   const latest: (EpochReport | undefined)[] = new Array(opts.restarts);
@@ -292,7 +312,11 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     training,
   };
   if (result.bestEpoch === 0) {
-    await warn('validation NLL never improved on the initial (identity) flow; the saved model is the initial one — try a smaller --lr');
+    await warn(
+      spec.mixture
+        ? `validation NLL never improved on the initial flow (the identity over the ${spec.mixture}-Gaussian base fitted by EM); the saved model is that mixture — try a smaller --lr`
+        : 'validation NLL never improved on the initial (identity) flow; the saved model is the initial one — try a smaller --lr',
+    );
   }
   await saveCheckpoint(opts.model, meta, result.params);
 
@@ -302,6 +326,8 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     flow: spec.type,
     layers: spec.layers,
     hidden: spec.hidden,
+    // Gaussians in the base mixture; 0 = the standard normal base.
+    components: spec.mixture ?? 0,
     dim: D,
     columns: table.columns,
     trainRows: data.trainRows,
@@ -329,7 +355,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
       ? `stopped early (no improvement for ${opts.patience} epochs)`
       : `reached --epochs ${opts.epochs}`;
   const saved =
-    `saved ${opts.model}: ${spec.type} ${spec.layers}×${spec.hidden} on ${D} columns, ${data.trainRows} train / ${data.valRows} val rows; ` +
+    `saved ${opts.model}: ${spec.type} ${spec.layers}×${spec.hidden}${spec.mixture ? ` over a ${spec.mixture}-Gaussian base` : ''} on ${D} columns, ${data.trainRows} train / ${data.valRows} val rows; ` +
     `${result.epochsRun} epochs, ${why}; best val log-lik ${(-result.bestValNll).toFixed(4)} nats/row (epoch ${result.bestEpoch}` +
     `${opts.restarts > 1 ? `, restart ${trained.chosen + 1} of ${opts.restarts}` : ''}); ${formatDuration(seconds * 1000)} on ${engine.backend}`;
   // After an interruption this line is the answer to "what happened to my model?": shown even with -q.

@@ -42,6 +42,7 @@ export async function info(opts: InfoOptions): Promise<number> {
   const lines = [
     `model        ${opts.model}`,
     `flow         ${f.type === 'rnvp' ? 'RealNVP (affine coupling)' : 'NICE (additive coupling)'}, ${f.layers} coupling layers, MLP ${f.hiddenLayers}×${f.hidden} ReLU${f.type === 'rnvp' ? `, log-scale bound ±${f.scaleBound}` : ''}${f.diagScale ? ', diagonal scaling layer' : ''}`,
+    `base         ${f.mixture ? `mixture of ${f.mixture} diagonal Gaussians (learned)` : 'standard normal'}`,
     `parameters   ${paramCount(f)}`,
     `dimension    ${f.dim}`,
     `columns      ${meta.columns.join(', ')}`,

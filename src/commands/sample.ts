@@ -46,7 +46,7 @@ export async function sample(opts: SampleOptions): Promise<number> {
     function* draws(): Generator<{ z: Float32Array; n: number }> {
       for (let done = 0; done < opts.num; done += CHUNK) {
         const n = Math.min(CHUNK, opts.num - done);
-        yield { z: rng.normals(n * D, opts.temperature), n };
+        yield { z: model.drawBase(n, opts.temperature, rng), n };
       }
     }
     let overflowed = 0;

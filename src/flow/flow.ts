@@ -21,8 +21,18 @@ import { invertPermutation, isIdentity, paramCount, paramLayout, type FlowSpec, 
 
 const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 
-/** Weight tensors of a whole flow: one entry per coupling, plus NICE's log-scales σ if any. */
-export type FlowWeights = ColumnWeights[] & { logScale?: Tensor };
+/** A learned diagonal Gaussian mixture base: logits [K], means [K,D], log std [K,D]. */
+export interface MixtureWeights {
+  logits: Tensor;
+  means: Tensor;
+  logStd: Tensor;
+}
+
+/**
+ * Weight tensors of a whole flow: one entry per coupling, plus NICE's log-scales σ and a
+ * mixture base if any.
+ */
+export type FlowWeights = ColumnWeights[] & { logScale?: Tensor; mixture?: MixtureWeights };
 
 export interface Standardization {
   mean: number[];
@@ -106,6 +116,16 @@ export class Flow {
     if (this.spec.diagScale) {
       out.logScale = tf.tensor1d(params.subarray(offset, offset + this.spec.dim), 'float32');
       offset += this.spec.dim;
+    }
+    if (this.spec.mixture) {
+      const K = this.spec.mixture;
+      const D = this.spec.dim;
+      const take = (n: number, shape: number[]): Tensor => {
+        const t = tf.tensor(params.subarray(offset, offset + n), shape, 'float32');
+        offset += n;
+        return t;
+      };
+      out.mixture = { logits: take(K, [K]), means: take(K * D, [K, D]), logStd: take(K * D, [K, D]) };
     }
     return out;
   }
@@ -219,9 +239,14 @@ export class Flow {
   logProbStandardized(weights: FlowWeights, x0: Tensor): Tensor {
     return tf.tidy(() => {
       const { z, logDet } = this.toBase(x0, weights);
-      const logBase = tf.mul(tf.sum(tf.square(z), 1), -0.5);
-      return tf.sub(tf.add(logBase, logDet), this.spec.dim * HALF_LOG_2PI + this.logStdSum);
+      return tf.sub(tf.add(this.baseLogProb(z, weights), logDet), this.logStdSum);
     });
+  }
+
+  /** Log density of base points z [B,D] under the base distribution, per row [B]. */
+  baseLogProb(z: Tensor, weights: FlowWeights): Tensor {
+    if (weights.mixture) return tf.logSumExp(mixtureTerms(z, weights.mixture).comp, 1);
+    return tf.sub(tf.mul(tf.sum(tf.square(z), 1), -0.5), this.spec.dim * HALF_LOG_2PI);
   }
 
   /** Maps base draws z to data space (original units). */
@@ -272,14 +297,35 @@ export class Flow {
     const ls = weights.logScale;
     const scale = ls ? tf.exp(ls) : null;
     const z = scale ? tf.mul(u, scale) : u;
-    let total = tf.mul(tf.sum(tf.square(z)), 0.5);
+    const mix = weights.mixture;
+    let total: Tensor;
+    let gZ: Tensor;
+    if (mix) {
+      // −log p(z) = −logsumexp_k c_k. With responsibilities r = softmax_k(c):
+      // ∂/∂z = Σ_k r_k (z−μ_k)/σ_k², ∂/∂μ_k = −r_k (z−μ_k)/σ_k², ∂/∂log σ_k = r_k (1 − q_k),
+      // ∂/∂logit_k = π_k − r_k, each summed over rows and divided by B.
+      const { comp, diff, q, iv } = mixtureTerms(z, mix);
+      const lp = tf.logSumExp(comp, 1, true);
+      const r = tf.exp(tf.sub(comp, lp));
+      const r3 = tf.expandDims(r, 2);
+      const w = tf.mul(tf.mul(r3, diff), iv);
+      total = tf.neg(tf.sum(lp));
+      gZ = tf.div(tf.sum(w, 1), B);
+      const n = this.layout.length;
+      grads[n - 3] = tf.sub(tf.softmax(mix.logits), tf.div(tf.sum(r, 0), B));
+      grads[n - 2] = tf.reshape(tf.div(tf.sum(w, 0), -B), [-1]);
+      grads[n - 1] = tf.reshape(tf.div(tf.sum(tf.mul(r3, tf.sub(1, q)), 0), B), [-1]);
+    } else {
+      total = tf.add(tf.mul(tf.sum(tf.square(z)), 0.5), B * this.spec.dim * HALF_LOG_2PI);
+      gZ = tf.div(z, B);
+    }
     if (logDet) total = tf.sub(total, tf.sum(logDet));
     if (ls) total = tf.sub(total, tf.mul(tf.sum(ls), B));
-    const loss = tf.add(tf.div(total, B), this.spec.dim * HALF_LOG_2PI) as Scalar;
-    // ∂loss/∂z = z/B. Through z = u·exp(σ): ∂/∂u = (z/B)·exp(σ), ∂/∂σ = Σ_rows z²/B − 1.
-    let gU: Tensor = tf.div(z, B);
-    if (scale) {
-      grads[this.layout.length - 1] = tf.sub(tf.div(tf.sum(tf.square(z), 0), B), 1);
+    const loss = tf.div(total, B) as Scalar;
+    // Through z = u·exp(σ): ∂/∂u = ∂/∂z·exp(σ), ∂/∂σ = Σ_rows z·∂/∂z − 1.
+    let gU: Tensor = gZ;
+    if (scale && ls) {
+      grads[this.layout.length - 1 - (mix ? 3 : 0)] = tf.sub(tf.sum(tf.mul(z, gZ), 0), 1);
       gU = tf.mul(gU, scale);
     }
     return { loss, gU };
@@ -320,10 +366,23 @@ export class Flow {
   meanNll(weights: FlowWeights, x0: Tensor): Scalar {
     return tf.tidy(() => {
       const { z, logDet } = this.toBase(x0, weights);
-      const perRow = tf.sub(tf.mul(tf.sum(tf.square(z), 1), 0.5), logDet);
-      return tf.add(tf.mean(perRow), this.spec.dim * HALF_LOG_2PI) as Scalar;
+      return tf.neg(tf.mean(tf.add(this.baseLogProb(z, weights), logDet))) as Scalar;
     });
   }
+}
+
+/**
+ * Per row and component, log π_k + log N(z; μ_k, σ_k²) as comp [B,K], with the pieces the
+ * gradient reuses: diff = z − μ_k [B,K,D], q = diff²/σ_k² [B,K,D], iv = 1/σ_k² [K,D].
+ */
+function mixtureTerms(z: Tensor, m: MixtureWeights): { comp: Tensor; diff: Tensor; q: Tensor; iv: Tensor } {
+  const D = z.shape[1]!;
+  const iv = tf.exp(tf.mul(m.logStd, -2));
+  const diff = tf.sub(tf.expandDims(z, 1), tf.expandDims(m.means, 0));
+  const q = tf.mul(tf.square(diff), iv);
+  const logNorm = tf.add(tf.sum(m.logStd, 1), D * HALF_LOG_2PI); // [K]
+  const comp = tf.sub(tf.sub(tf.logSoftmax(m.logits), logNorm), tf.mul(tf.sum(q, 2), 0.5));
+  return { comp, diff, q, iv };
 }
 
 /** Undoes NICE's scaling layer (base → couplings): z·exp(−σ); z itself when there is none. */
@@ -352,6 +411,7 @@ export function disposeWeights(weights: FlowWeights): void {
     if (w.heads) for (const t of [...w.heads.kernels, ...w.heads.biases, ...(w.heads.kernelsT ?? [])]) t.dispose();
   }
   weights.logScale?.dispose();
+  if (weights.mixture) for (const t of Object.values(weights.mixture)) t.dispose();
 }
 
 /** Row-major [rows, cols] → [cols, rows]. */

@@ -36,6 +36,11 @@ export interface FlowSpec {
    * Absent (false) in checkpoints written before it existed.
    */
   diagScale?: boolean;
+  /**
+   * Components K of a learned diagonal Gaussian mixture used as the base density instead of
+   * the standard normal. Absent in checkpoints without one.
+   */
+  mixture?: number;
 }
 
 export interface ParamEntry {
@@ -72,6 +77,11 @@ export function paramLayout(spec: FlowSpec): ParamEntry[] {
     }
   }
   if (spec.diagScale) push('scale/log', [spec.dim]);
+  if (spec.mixture) {
+    push('base/logits', [spec.mixture]);
+    push('base/means', [spec.mixture, spec.dim]);
+    push('base/logstd', [spec.mixture, spec.dim]);
+  }
   return out;
 }
 
@@ -155,7 +165,7 @@ export function initParams(spec: FlowSpec, rng: Rng): Float32Array {
   let offset = 0;
   for (const e of layout) {
     // Zero last layers and zero log-scales: the flow starts as the identity.
-    const startsAtZero = e.name.includes(`/dense${spec.hiddenLayers}/`) || e.name === 'scale/log';
+    const startsAtZero = e.name.includes(`/dense${spec.hiddenLayers}/`) || e.name === 'scale/log' || e.name.startsWith('base/');
     if (!startsAtZero) {
       const fanIn = e.name.endsWith('/kernel') ? e.shape[0] : layout[layout.indexOf(e) - 1].shape[0];
       const bound = 1 / Math.sqrt(Math.max(1, fanIn));

@@ -9,6 +9,8 @@ export interface AdamConfig {
   beta2: number;
   epsilon: number;
   weightDecay: number;
+  /** Only parameters before this index decay (default: all). */
+  decayEnd?: number;
 }
 
 export const DEFAULT_ADAM: AdamConfig = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0 };
@@ -43,13 +45,14 @@ export class Adam {
     const eps = epsilon * c2; // ε on the bias-corrected v, as in Kingma & Ba
     const decay = 1 - lr * weightDecay;
     const { params, m, v } = this;
+    const decayEnd = this.cfg.decayEnd ?? params.length;
     for (let i = 0; i < params.length; i++) {
       const g = grad[i] * gradScale;
       const mi = beta1 * m[i] + (1 - beta1) * g;
       const vi = beta2 * v[i] + (1 - beta2) * g * g;
       m[i] = mi;
       v[i] = vi;
-      params[i] = params[i] * decay - (stepSize * mi) / (Math.sqrt(vi) + eps);
+      params[i] = (i < decayEnd ? params[i] * decay : params[i]) - (stepSize * mi) / (Math.sqrt(vi) + eps);
     }
   }
 }

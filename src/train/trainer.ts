@@ -128,7 +128,10 @@ export async function train(
   // Shared memory so gradient workers read the current parameters without copies.
   const params = new Float32Array(new SharedArrayBuffer(init.length * 4));
   params.set(init);
-  const adam = new Adam(params, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: cfg.weightDecay });
+  // The mixture base's parameters are not decayed: shrinking means and log-stds toward 0 is no prior on them.
+  const K = flow.spec.mixture ?? 0;
+  const decayEnd = init.length - K * (1 + 2 * D);
+  const adam = new Adam(params, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: cfg.weightDecay, decayEnd });
   const best = Float32Array.from(init);
   const emaDecay = cfg.emaDecay ?? 0;
   // Averaging damps the step-to-step jitter of Adam's iterates around the optimum.

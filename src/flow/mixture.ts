@@ -1,0 +1,236 @@
+/**
+ * Initial parameters of a mixture base: a diagonal Gaussian mixture fitted by EM to the
+ * standardised training rows, so a flow that starts as the identity starts as that mixture.
+ * Plain JS: K·D is small and this runs once per restart.
+ */
+import type { Rng } from '../rng.js';
+
+export interface MixtureParams {
+  /** [K] log weights (any offset). */
+  logits: Float32Array;
+  /** [K·D] row-major means. */
+  means: Float32Array;
+  /** [K·D] row-major log standard deviations. */
+  logStd: Float32Array;
+}
+
+/** Variances below this (standardised units) are floored: a component never collapses on a point. */
+const MIN_VAR = 1e-4;
+
+/**
+ * EM from `inits` k-means++ seedings on at most `maxRows` evenly spaced rows, keeping the
+ * fit with the highest likelihood (one seeding often merges two clusters: 8gaussians,
+ * K = 8, test LL −3.03 instead of −2.82). `data` is row-major [rows, dim].
+ */
+export function fitMixture(data: Float32Array, dim: number, K: number, rng: Rng, inits = 4, iterations = 100, maxRows = 5000): MixtureParams {
+  const all = data.length / dim;
+  const stride = Math.max(1, Math.floor(all / maxRows));
+  const n = Math.floor(all / stride);
+  const x = new Float64Array(n * dim);
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) x[i * dim + d] = data[i * stride * dim + d];
+  let best: { params: MixtureParams; logLik: number } | null = null;
+  for (let t = 0; t < inits; t++) {
+    const r = runEm(x, n, dim, K, rng, iterations);
+    if (!best || r.logLik > best.logLik) best = r;
+  }
+  return best!.params;
+}
+
+function runEm(x: Float64Array, n: number, dim: number, K: number, rng: Rng, iterations: number): { params: MixtureParams; logLik: number } {
+
+  const means = new Float64Array(K * dim);
+  const vars = new Float64Array(K * dim).fill(1);
+  const weights = new Float64Array(K).fill(1 / K);
+  seedMeans(x, n, dim, K, rng, means);
+
+  const resp = new Float64Array(n * K);
+  const logw = new Float64Array(K);
+  const logNorm = new Float64Array(K);
+  let logLik = -Infinity;
+  for (let it = 0; it < iterations; it++) {
+    const previous = logLik;
+    logLik = 0;
+    // E step.
+    for (let k = 0; k < K; k++) {
+      logw[k] = Math.log(weights[k]);
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += Math.log(vars[k * dim + d]);
+      logNorm[k] = 0.5 * s + 0.5 * dim * Math.log(2 * Math.PI);
+    }
+    for (let i = 0; i < n; i++) {
+      let max = -Infinity;
+      for (let k = 0; k < K; k++) {
+        let q = 0;
+        for (let d = 0; d < dim; d++) {
+          const e = x[i * dim + d] - means[k * dim + d];
+          q += (e * e) / vars[k * dim + d];
+        }
+        const c = logw[k] - logNorm[k] - 0.5 * q;
+        resp[i * K + k] = c;
+        if (c > max) max = c;
+      }
+      let s = 0;
+      for (let k = 0; k < K; k++) s += (resp[i * K + k] = Math.exp(resp[i * K + k] - max));
+      for (let k = 0; k < K; k++) resp[i * K + k] /= s;
+      logLik += max + Math.log(s);
+    }
+    // Converged: the mean log-likelihood moved by less than 1e-5 nats.
+    if (logLik - previous < 1e-5 * n) break;
+    // M step.
+    for (let k = 0; k < K; k++) {
+      let nk = 0;
+      for (let i = 0; i < n; i++) nk += resp[i * K + k];
+      if (nk < 1e-8) continue; // an empty component keeps its parameters
+      weights[k] = nk / n;
+      for (let d = 0; d < dim; d++) {
+        let m = 0;
+        for (let i = 0; i < n; i++) m += resp[i * K + k] * x[i * dim + d];
+        m /= nk;
+        let v = 0;
+        for (let i = 0; i < n; i++) {
+          const e = x[i * dim + d] - m;
+          v += resp[i * K + k] * e * e;
+        }
+        means[k * dim + d] = m;
+        vars[k * dim + d] = Math.max(MIN_VAR, v / nk);
+      }
+    }
+  }
+  let wsum = 0;
+  for (let k = 0; k < K; k++) wsum += weights[k];
+  const params = {
+    logits: Float32Array.from(weights, (w) => Math.log(Math.max(w / wsum, 1e-6))),
+    means: Float32Array.from(means),
+    logStd: Float32Array.from(vars, (v) => 0.5 * Math.log(v)),
+  };
+  return { params, logLik };
+}
+
+/** Mean log-likelihood of row-major `rows` under the mixture. */
+export function mixtureLogLik(m: MixtureParams, rows: Float32Array, dim: number): number {
+  const K = m.logits.length;
+  const n = rows.length / dim;
+  const max = Math.max(...m.logits);
+  let norm = 0;
+  for (let k = 0; k < K; k++) norm += Math.exp(m.logits[k] - max);
+  const logW = Float64Array.from(m.logits, (l) => l - max - Math.log(norm));
+  const c = new Float64Array(K);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    let top = -Infinity;
+    for (let k = 0; k < K; k++) {
+      let s = logW[k] - 0.5 * dim * Math.log(2 * Math.PI);
+      for (let d = 0; d < dim; d++) {
+        const ls = m.logStd[k * dim + d];
+        const e = (rows[i * dim + d] - m.means[k * dim + d]) * Math.exp(-ls);
+        s -= 0.5 * e * e + ls;
+      }
+      c[k] = s;
+      if (s > top) top = s;
+    }
+    let sum = 0;
+    for (let k = 0; k < K; k++) sum += Math.exp(c[k] - top);
+    total += top + Math.log(sum);
+  }
+  return total / n;
+}
+
+/** Candidate component counts, and training rows asked of each component's 2D + 1 parameters. */
+export const COMPONENT_CHOICES = [1, 2, 4, 8, 16, 32] as const;
+const ROWS_PER_PARAMETER = 10;
+
+/**
+ * The mixture base a flow starts from: for each candidate K that the training rows can
+ * support, EM on the training rows; the K with the best validation log-likelihood wins.
+ * `pause` runs between candidates (the caller's event loop: signals, a spinner).
+ */
+export async function chooseMixture(
+  train: Float32Array,
+  val: Float32Array,
+  dim: number,
+  rng: Rng,
+  pause: () => Promise<void> = () => Promise.resolve(),
+): Promise<{ params: MixtureParams; valLogLik: number }> {
+  const rows = train.length / dim;
+  let best: { params: MixtureParams; valLogLik: number } | null = null;
+  for (const K of COMPONENT_CHOICES) {
+    if (K > 1 && rows < K * ROWS_PER_PARAMETER * (2 * dim + 1)) break;
+    await pause();
+    const params = fitMixture(train, dim, K, rng);
+    const valLogLik = mixtureLogLik(params, val, dim);
+    // Validation log-likelihood rises with K up to about the data's number of clusters
+    // and then falls: the first K that does not improve ends the search.
+    if (best && valLogLik <= best.valLogLik) break;
+    best = { params, valLogLik };
+  }
+  return best!;
+}
+
+/** k-means++: each next centre is a row drawn with probability ∝ squared distance to the nearest centre. */
+function seedMeans(x: Float64Array, n: number, dim: number, K: number, rng: Rng, out: Float64Array): void {
+  const dist = new Float64Array(n).fill(Infinity);
+  let pick = Math.min(n - 1, Math.floor(rng.uniform() * n));
+  for (let k = 0; k < K; k++) {
+    for (let d = 0; d < dim; d++) out[k * dim + d] = x[pick * dim + d];
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      let q = 0;
+      for (let d = 0; d < dim; d++) {
+        const e = x[i * dim + d] - out[k * dim + d];
+        q += e * e;
+      }
+      if (q < dist[i]) dist[i] = q;
+      total += dist[i];
+    }
+    let u = rng.uniform() * total;
+    pick = n - 1;
+    for (let i = 0; i < n; i++) {
+      u -= dist[i];
+      if (u <= 0) {
+        pick = i;
+        break;
+      }
+    }
+  }
+}
+
+/** The mixture base's parameters: the last K·(1 + 2D) entries of a flow's parameter vector. */
+export function mixtureOf(params: Float32Array, dim: number, K: number): MixtureParams {
+  const start = params.length - K * (1 + 2 * dim);
+  return {
+    logits: params.subarray(start, start + K),
+    means: params.subarray(start + K, start + K + K * dim),
+    logStd: params.subarray(start + K + K * dim),
+  };
+}
+
+/** Writes `m` into the tail of a flow's parameter vector (inverse of mixtureOf). */
+export function setMixture(params: Float32Array, m: MixtureParams): void {
+  const K = m.logits.length;
+  const start = params.length - K - 2 * m.means.length;
+  params.set(m.logits, start);
+  params.set(m.means, start + K);
+  params.set(m.logStd, start + K + m.means.length);
+}
+
+/**
+ * `rows` draws from the mixture, each component's standard deviations scaled by
+ * `temperature` (the weights are not tempered).
+ */
+export function drawMixture(m: MixtureParams, dim: number, rows: number, temperature: number, rng: Rng): Float32Array {
+  const K = m.logits.length;
+  const max = Math.max(...m.logits);
+  const cdf = new Float64Array(K);
+  let acc = 0;
+  for (let k = 0; k < K; k++) cdf[k] = acc += Math.exp(m.logits[k] - max);
+  const out = new Float32Array(rows * dim);
+  for (let i = 0; i < rows; i++) {
+    const u = rng.uniform() * acc;
+    let k = 0;
+    while (k < K - 1 && cdf[k] <= u) k++;
+    for (let d = 0; d < dim; d++) {
+      out[i * dim + d] = m.means[k * dim + d] + temperature * Math.exp(m.logStd[k * dim + d]) * rng.normal();
+    }
+  }
+  return out;
+}
