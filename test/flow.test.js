@@ -133,8 +133,8 @@ for (const backend of await testBackends()) {
     flow.dispose();
   });
 
-  test(`${backend}: exp(logprob) of a 2-D flow integrates to 1`, () => {
-    const { flow, params } = makeFlow('rnvp', 2, { jitter: 0.2, mean: [0.5, -0.3], std: [1.5, 0.8] });
+  for (const mixture of [0, 3]) test(`${backend}: exp(logprob) of a 2-D flow integrates to 1 (${mixture ? 'mixture' : 'standard normal'} base)`, () => {
+    const { flow, params } = makeFlow('rnvp', 2, { jitter: 0.2, mean: [0.5, -0.3], std: [1.5, 0.8], mixture });
     const weights = flow.makeWeights(params);
     const lo = -12;
     const hi = 12;
@@ -169,11 +169,11 @@ for (const backend of await testBackends()) {
     flow.dispose();
   });
 
-  for (const dim of [2, 3]) test(`${backend}: D=${dim}: no tensors leak across training steps and repeated logprob calls`, async () => {
+  for (const [dim, mixture] of [[2], [3], [2, 3]]) test(`${backend}: D=${dim}${mixture ? ', mixture base' : ''}: no tensors leak across training steps and repeated logprob calls`, async () => {
     const { train } = await import('../dist/train/trainer.js');
     const { Model } = await import('../dist/model.js');
     const start = tf.memory().numTensors;
-    const { flow, params, rng, spec } = makeFlow('rnvp', dim, { jitter: 0 });
+    const { flow, params, rng, spec } = makeFlow('rnvp', dim, { jitter: 0, mixture });
     const data = rng.normals(300 * dim);
     const before = tf.memory().numTensors;
     const r = await train(flow, params, data.subarray(0, 240 * dim), data.subarray(240 * dim), {

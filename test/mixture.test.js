@@ -1,0 +1,123 @@
+// The mixture base: EM initialisation, the choice of K on validation rows, draws, and a
+// whole flow over it (normalised, sampling consistent with its density, checkpointed).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { chooseMixture, drawMixture, fitMixture, mixtureLogLik } from '../dist/flow/mixture.js';
+import { Rng } from '../dist/rng.js';
+import { example, mean, runNf, tempDir } from './helpers.js';
+
+/** n rows from equal-weight isotropic blobs at `centres` with standard deviation `sd`. */
+function blobs(centres, sd, n, rng) {
+  const D = centres[0].length;
+  const out = new Float32Array(n * D);
+  for (let i = 0; i < n; i++) {
+    const c = centres[i % centres.length];
+    for (let d = 0; d < D; d++) out[i * D + d] = c[d] + sd * rng.normal();
+  }
+  return out;
+}
+
+const ring8 = Array.from({ length: 8 }, (_, k) => [2 * Math.cos((k * Math.PI) / 4), 2 * Math.sin((k * Math.PI) / 4)]);
+
+test('EM recovers separated clusters: weights, means and spreads', () => {
+  const rng = new Rng(1);
+  const centres = [[-3, 0], [0, 3], [3, -1]];
+  const x = blobs(centres, 0.3, 3000, rng);
+  const m = fitMixture(x, 2, 3, rng);
+  const w = Array.from(m.logits, Math.exp);
+  const sum = w.reduce((a, b) => a + b, 0);
+  for (const c of centres) {
+    // Each true centre has one component on it, with a third of the weight and sd ≈ 0.3.
+    const k = [0, 1, 2].find((j) => Math.hypot(m.means[2 * j] - c[0], m.means[2 * j + 1] - c[1]) < 0.05);
+    assert.notEqual(k, undefined, `no component at ${c}: ${Array.from(m.means)}`);
+    assert.ok(Math.abs(w[k] / sum - 1 / 3) < 0.02, `weight ${w[k] / sum}`);
+    for (let d = 0; d < 2; d++) assert.ok(Math.abs(Math.exp(m.logStd[2 * k + d]) - 0.3) < 0.02, `sd ${Math.exp(m.logStd[2 * k + d])}`);
+  }
+});
+
+test('K is chosen on validation rows: 8 for eight blobs, 1 for one Gaussian, 1 when rows are few', async () => {
+  const rng = new Rng(2);
+  const eight = await chooseMixture(blobs(ring8, 0.2, 4000, rng), blobs(ring8, 0.2, 1000, rng), 2, rng);
+  assert.equal(eight.params.logits.length, 8);
+  // The fitted mixture scores the held-out rows like the generating one (entropy of the blobs).
+  const truth = { logits: new Float32Array(8), means: Float32Array.from(ring8.flat()), logStd: new Float32Array(16).fill(Math.log(0.2)) };
+  const heldOut = blobs(ring8, 0.2, 4000, rng);
+  assert.ok(Math.abs(mixtureLogLik(eight.params, heldOut, 2) - mixtureLogLik(truth, heldOut, 2)) < 0.02);
+  const one = await chooseMixture(rng.normals(4000 * 2), rng.normals(1000 * 2), 2, rng);
+  assert.equal(one.params.logits.length, 1);
+  // 10 rows per parameter: 40 rows of 2 columns cannot support 2 components of 5 parameters.
+  const few = await chooseMixture(blobs(ring8, 0.2, 40, rng), blobs(ring8, 0.2, 40, rng), 2, rng);
+  assert.equal(few.params.logits.length, 1);
+});
+
+test('draws follow the mixture; temperature scales each component\'s spread, not the weights', () => {
+  const rng = new Rng(3);
+  const m = { logits: Float32Array.from([Math.log(0.25), Math.log(0.75)]), means: Float32Array.from([-5, 0, 5, 1]), logStd: Float32Array.from([0, 0, Math.log(0.5), 0]) };
+  for (const T of [1, 0.5]) {
+    const z = drawMixture(m, 2, 20000, T, rng);
+    const right = [];
+    for (let i = 0; i < 20000; i++) if (z[2 * i] > 0) right.push(z[2 * i]);
+    assert.ok(Math.abs(right.length / 20000 - 0.75) < 0.015, `weight ${right.length / 20000}`);
+    const mu = mean(right);
+    const sd = Math.sqrt(mean(right.map((v) => (v - mu) ** 2)));
+    assert.ok(Math.abs(mu - 5) < 0.02 && Math.abs(sd - 0.5 * T) < 0.02, `T=${T}: mean ${mu}, sd ${sd}`);
+  }
+});
+
+test('fit picks a mixture base on clustered data; info, --json, sample and logprob agree; --components 0 is a standard normal', async () => {
+  const dir = tempDir('nf-mix-');
+  const m = join(dir, 'm');
+  const r = await runNf(['fit', example('moons.csv'), '-m', m, '--epochs', '2', '--seed', '1', '--restarts', '1', '--components', '4', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).components, 4);
+  assert.match(r.stderr, /over a 4-Gaussian base/);
+  const info = await runNf(['info', '-m', m]);
+  assert.match(info.stdout, /base\s+mixture of 4 diagonal Gaussians/);
+  const meta = JSON.parse(readFileSync(join(m, 'model.json'), 'utf8'));
+  assert.equal(meta.flow.mixture, 4);
+  assert.deepEqual(meta.weightsManifest[0].weights.slice(-3).map((w) => [w.name, w.shape]), [['base/logits', [4]], ['base/means', [4, 2]], ['base/logstd', [4, 2]]]);
+
+  // Samples come from the model: their mean log density under it matches the model's own
+  // expectation of it (minus its entropy), integrated on a grid. Standard normal draws
+  // through the same flow have the data's mean and spread (EM keeps both) but miss this.
+  const s = await runNf(['sample', '-m', m, '-n', '20000', '--seed', '5', '-o', join(dir, 's.csv')]);
+  assert.equal(s.code, 0, s.stderr);
+  const lo = [-6, -5];
+  const hi = [6, 5];
+  const n = 300;
+  const cellArea = ((hi[0] - lo[0]) * (hi[1] - lo[1])) / (n * n);
+  const cells = [];
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) cells.push(`${lo[0] + ((i + 0.5) * (hi[0] - lo[0])) / n},${lo[1] + ((j + 0.5) * (hi[1] - lo[1])) / n}`);
+  const g = await runNf(['logprob', '-', '-m', m, '--no-header'], { input: cells.join('\n') + '\n' });
+  assert.equal(g.code, 0, g.stderr);
+  const lp = g.stdout.trim().split('\n').slice(1).map(Number);
+  const mass = lp.reduce((a, v) => a + Math.exp(v), 0) * cellArea;
+  assert.ok(Math.abs(mass - 1) < 0.02, `the grid holds the mass: ${mass}`);
+  const expected = lp.reduce((a, v) => a + Math.exp(v) * v, 0) * cellArea;
+  const onSamples = JSON.parse((await runNf(['eval', join(dir, 's.csv'), '-m', m, '--json'])).stdout);
+  assert.ok(Math.abs(onSamples.meanLogLik - expected) < 4 * onSamples.stderr + 0.01, `samples ${onSamples.meanLogLik} ± ${onSamples.stderr} vs model ${expected}`);
+
+  const plain = await runNf(['fit', example('moons.csv'), '-m', join(dir, 'n'), '--epochs', '1', '--seed', '1', '--restarts', '1', '--components', '0', '--json']);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(JSON.parse(plain.stdout).components, 0);
+  assert.match((await runNf(['info', '-m', join(dir, 'n')])).stdout, /base\s+standard normal/);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'n', 'model.json'), 'utf8')).flow.mixture, undefined);
+
+  // A hand-edited component count is refused like any other damage.
+  const p = join(m, 'model.json');
+  writeFileSync(p, JSON.stringify({ ...meta, flow: { ...meta.flow, mixture: 2.5 } }));
+  const bad = await runNf(['sample', '-m', m, '-n', '2']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /flow.mixture/);
+  assert.equal(bad.stderr.trim().split('\n').length, 1);
+  writeFileSync(p, JSON.stringify({ ...meta, flow: { ...meta.flow, mixture: 3 } }));
+  assert.match((await runNf(['sample', '-m', m, '-n', '2'])).stderr, /expected|shape/);
+});
+
+test('--components does not apply to --target fits', async () => {
+  const r = await runNf(['fit', '--target', example('targets/banana.mjs'), '--components', '3', '-m', join(tempDir('nf-mix-'), 'm')]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--components apply to fits to data/);
+});
