@@ -14,11 +14,12 @@ import { testBackends } from './helpers.js';
 const backends = (await testBackends()).filter((b) => b !== 'tensorflow');
 
 for (const backend of backends) {
-  test(`${backend}: a batch split across worker threads gives the single-thread loss and gradient`, async () => {
+  for (const mixture of [0, 3]) test(`${backend}: a batch split across worker threads gives the single-thread loss and gradient${mixture ? ' (mixture base)' : ''}`, async () => {
     const { tf } = await startEngine(backend);
     const D = 5;
     const rng = new Rng(4);
     const spec = { type: 'rnvp', dim: D, layers: 4, hidden: 16, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(D, 4, rng) };
+    if (mixture) spec.mixture = mixture;
     const flow = new Flow(spec, { mean: Array(D).fill(0), std: Array(D).fill(1) });
     const init = initParams(spec, rng);
     for (let i = 0; i < init.length; i++) init[i] += 0.1 * rng.normal();
@@ -126,4 +127,10 @@ test('Adam weight decay is decoupled: with a zero gradient each step shrinks by 
   new Adam(q, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.5 }).step(new Float32Array([1000]), 0.1);
   new Adam(r).step(new Float32Array([1000]), 0.1);
   assert.ok(Math.abs(q[0] - (r[0] - 0.1 * 0.5)) < 1e-5, `decayed step ${q[0]} vs plain ${r[0]}`);
+  // decayEnd: the parameters from that index on (a mixture base's) are not decayed.
+  const s = new Float32Array([2, -4, 3]);
+  const partial = new Adam(s, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.5, decayEnd: 1 });
+  for (let i = 0; i < 10; i++) partial.step(new Float32Array([0, 0, 0]), 0.1);
+  assert.ok(Math.abs(s[0] - 2 * f) < 1e-5, `decayed: ${s[0]}`);
+  assert.deepEqual(Array.from(s.subarray(1)), [-4, 3]);
 });
