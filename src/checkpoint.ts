@@ -12,7 +12,13 @@ import { FLOW_TYPES, paramLayout, type FlowSpec } from './flow/spec.js';
 import type { Standardization } from './flow/flow.js';
 
 export const FORMAT = 'nf-flow';
-export const VERSION = 1;
+/**
+ * Version 2 adds the mixture base (flow.mixture and its weights). A checkpoint without one
+ * is still written as version 1, so older nf reads it; given a version 2 one, older nf
+ * says it is too new instead of miscounting weights.
+ */
+export const VERSION = 2;
+const versionFor = (flow: FlowSpec): number => (flow.mixture ? 2 : 1);
 const WEIGHTS_FILE = 'weights.bin';
 
 export interface TrainingSummary {
@@ -156,7 +162,7 @@ export async function saveCheckpoint(dir: string, meta: Omit<ModelMeta, 'weights
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const tmp = join(parent, `.${basename(target)}.tmp-${tag}`);
   const old = join(parent, `.${basename(target)}.old-${tag}`);
-  const full: ModelMeta = { format: FORMAT, version: VERSION, ...meta, weightsManifest: manifestFor(meta.flow) };
+  const full: ModelMeta = { format: FORMAT, version: versionFor(meta.flow), ...meta, weightsManifest: manifestFor(meta.flow) };
   try {
     await mkdir(parent, { recursive: true });
     await mkdir(tmp);
@@ -232,8 +238,9 @@ function validateMeta(raw: Json): ModelMeta {
   const m = obj(raw, 'model.json');
   if (m.format !== FORMAT) throw new Invalid(`not an nf checkpoint (format is ${JSON.stringify(m.format ?? null)}, expected "${FORMAT}")`);
   const version = int(m.version, 'version', 0, Number.MAX_SAFE_INTEGER);
-  if (version !== VERSION) throw new Invalid(`checkpoint format version ${version} is not supported (this nf reads version ${VERSION})`);
+  if (version < 1 || version > VERSION) throw new Invalid(`checkpoint format version ${version} is not supported (this nf reads versions 1 to ${VERSION})`);
   const flow = validateSpec(m.flow);
+  if (versionFor(flow) > version) throw new Invalid(`flow.mixture needs checkpoint format version ${versionFor(flow)}, the file says ${version}`);
   const columns = arr(m.columns, 'columns').map((c, i) => str(c, `columns[${i}]`));
   if (columns.length !== flow.dim) throw new Invalid(`${columns.length} column names for a ${flow.dim}-dimensional flow`);
   const dup = columns.find((c, i) => columns.indexOf(c) !== i);

@@ -77,6 +77,8 @@ test('fit picks a mixture base on clustered data; info, --json, sample and logpr
   assert.match(info.stdout, /base\s+mixture of 4 diagonal Gaussians/);
   const meta = JSON.parse(readFileSync(join(m, 'model.json'), 'utf8'));
   assert.equal(meta.flow.mixture, 4);
+  // Format version 2 holds the mixture; without one nf still writes version 1 (older nf reads it).
+  assert.equal(meta.version, 2);
   assert.deepEqual(meta.weightsManifest[0].weights.slice(-3).map((w) => [w.name, w.shape]), [['base/logits', [4]], ['base/means', [4, 2]], ['base/logstd', [4, 2]]]);
 
   // Samples come from the model: their mean log density under it matches the model's own
@@ -103,7 +105,9 @@ test('fit picks a mixture base on clustered data; info, --json, sample and logpr
   assert.equal(plain.code, 0, plain.stderr);
   assert.equal(JSON.parse(plain.stdout).components, 0);
   assert.match((await runNf(['info', '-m', join(dir, 'n')])).stdout, /base\s+standard normal/);
-  assert.equal(JSON.parse(readFileSync(join(dir, 'n', 'model.json'), 'utf8')).flow.mixture, undefined);
+  const plainMeta = JSON.parse(readFileSync(join(dir, 'n', 'model.json'), 'utf8'));
+  assert.equal(plainMeta.flow.mixture, undefined);
+  assert.equal(plainMeta.version, 1);
 
   // A hand-edited component count is refused like any other damage.
   const p = join(m, 'model.json');
@@ -112,6 +116,8 @@ test('fit picks a mixture base on clustered data; info, --json, sample and logpr
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /flow.mixture/);
   assert.equal(bad.stderr.trim().split('\n').length, 1);
+  writeFileSync(p, JSON.stringify({ ...meta, version: 1 }));
+  assert.match((await runNf(['sample', '-m', m, '-n', '2'])).stderr, /flow.mixture needs checkpoint format version 2, the file says 1/);
   writeFileSync(p, JSON.stringify({ ...meta, flow: { ...meta.flow, mixture: 3 } }));
   assert.match((await runNf(['sample', '-m', m, '-n', '2'])).stderr, /expected|shape/);
 });
