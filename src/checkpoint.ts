@@ -47,7 +47,7 @@ export interface TrainingSummary {
   createdAt: string;
   history: { epoch: number; trainNll: number; valNll: number }[];
   /** Every restart's outcome (absent in checkpoints from before restarts). */
-  restarts?: { seed: number; bestValNll: number; epochs: number; bestEpoch: number; stopReason: string }[];
+  restarts?: { seed: number; components?: number; bestValNll: number; epochs: number; bestEpoch: number; stopReason: string }[];
   /** Index into `restarts` of the saved one; `history` and the figures above are its. */
   chosenRestart?: number;
 }

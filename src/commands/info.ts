@@ -57,7 +57,7 @@ export async function info(opts: InfoOptions): Promise<number> {
       ...(Array.isArray(t.restarts) && t.restarts.length > 1
         ? [
             `restarts     ${t.restarts.length}, kept #${(t.chosenRestart ?? 0) + 1}; val loglik ${t.restarts
-              .map((r) => (Number.isFinite(r.bestValNll) ? (-r.bestValNll).toFixed(4) : r.stopReason))
+              .map((r, _, all) => `${Number.isFinite(r.bestValNll) ? (-r.bestValNll).toFixed(4) : r.stopReason}${baseNote(r.components, all)}`)
               .join(', ')}`,
           ]
         : []),
@@ -70,4 +70,10 @@ export async function info(opts: InfoOptions): Promise<number> {
   }
   await writeStdout(lines.join('\n') + '\n');
   return 0;
+}
+
+/** Which base a restart had, when the restarts did not all have the same. */
+function baseNote(components: number | undefined, all: { components?: number }[]): string {
+  if (all.every((r) => (r.components ?? 0) === (all[0].components ?? 0))) return '';
+  return components ? ` (${components}-Gaussian base)` : ' (standard normal base)';
 }

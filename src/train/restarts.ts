@@ -1,5 +1,5 @@
 /**
- * Restarts: train the same architecture from several initialisations on one train/val
+ * Restarts: train the same architecture (or one per restart) from several initialisations on one train/val
  * split and keep the one with the best validation NLL. On rings, seed alone moved the
  * test log-likelihood by 0.15 nats, so one draw is a lottery. The main thread trains
  * restart 0; others run in worker threads when cores are free (the wasm and cpu backends
@@ -16,6 +16,8 @@ export interface Restart {
   /** Seed for this restart's shuffling (restart 0 uses the fit's own seed). */
   seed: number;
   init: Float32Array;
+  /** The flow this restart trains when it differs from the shared one (e.g. its base density). */
+  flow?: Flow;
 }
 
 export interface RestartOutcome {
@@ -94,7 +96,7 @@ export async function trainRestarts(
   const attempts: Attempt[] = new Array(restarts.length);
   const runHere = async (i: number): Promise<void> => {
     try {
-      const result = await train(flow, restarts[i].init, trainRows, valRows, { ...cfg, seed: restarts[i].seed }, {
+      const result = await train(restarts[i].flow ?? flow, restarts[i].init, trainRows, valRows, { ...cfg, seed: restarts[i].seed }, {
         shouldStop,
         onEpoch: (r) => hooks.onEpoch?.(i, r),
         onRecover: (m) => hooks.onRecover?.(i, m),
@@ -113,7 +115,7 @@ export async function trainRestarts(
   const lanes: Promise<void>[] = [];
   const lane = async (): Promise<void> => {
     for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
-      const attempt = await runInWorker(flow, restarts[i], trainRows, valRows, cfg, stop, {
+      const attempt = await runInWorker(restarts[i].flow ?? flow, restarts[i], trainRows, valRows, cfg, stop, {
         onEpoch: (r) => hooks.onEpoch?.(i, r),
         onRecover: (m) => hooks.onRecover?.(i, m),
       });
