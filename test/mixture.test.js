@@ -144,3 +144,12 @@ test('by default the restarts alternate bases (mixture, standard normal) and val
   const k = await runNf(['fit', example('moons.csv'), '-m', join(dir, 'b'), '--epochs', '1', '--seed', '1', '--components', '4', '--json']);
   assert.deepEqual(JSON.parse(k.stdout).restartComponents, [4, 4]);
 });
+
+test('--components beyond what the rows support warns and still fits', async () => {
+  const dir = tempDir('nf-mix-');
+  const rows = readFileSync(example('moons.csv'), 'utf8').trim().split('\n').slice(0, 41).join('\n') + '\n';
+  const r = await runNf(['fit', '-', '-m', join(dir, 'm'), '--components', '50', '--epochs', '2', '--seed', '1'], { input: rows });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /warning: --components 50: 32 training rows support about 1 \(10 rows per mixture parameter\)/);
+  assert.equal((await runNf(['sample', '-m', join(dir, 'm'), '-n', '3', '--no-header'])).stdout.trim().split('\n').length, 3);
+});

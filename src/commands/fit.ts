@@ -7,7 +7,7 @@ import { writeStdout } from '../data/csv-writer.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
-import { chooseMixture, fitMixture, setMixture, type MixtureParams } from '../flow/mixture.js';
+import { chooseMixture, fitMixture, ROWS_PER_PARAMETER, setMixture, supportedComponents, type MixtureParams } from '../flow/mixture.js';
 import { buildSpec, defaultArchitecture, initParams, type FlowType } from '../flow/spec.js';
 import { prepareData, type Prepared } from '../train/prepare.js';
 import { Rng, freshSeed } from '../rng.js';
@@ -161,7 +161,13 @@ function progressLine(latest: (EpochReport | undefined)[], restarts: number, wor
  */
 async function startingMixture(data: Prepared, D: number, components: number | undefined, rng: Rng): Promise<MixtureParams | null> {
   if (components === 0) return null;
-  if (components !== undefined) return fitMixture(data.train, D, components, rng);
+  if (components !== undefined) {
+    const most = supportedComponents(data.trainRows, D);
+    if (components > most) {
+      await warn(`--components ${components}: ${data.trainRows} training rows support about ${most} (${ROWS_PER_PARAMETER} rows per mixture parameter); expect the mixture to overfit`);
+    }
+    return fitMixture(data.train, D, components, rng);
+  }
   const chosen = (await chooseMixture(data.train, data.val, D, rng, yieldToLoop)).params;
   return chosen.logits.length > 1 ? chosen : null;
 }

@@ -137,7 +137,12 @@ export function mixtureLogLik(m: MixtureParams, rows: Float32Array, dim: number)
 
 /** Candidate component counts, and training rows asked of each component's 2D + 1 parameters. */
 export const COMPONENT_CHOICES = [1, 2, 4, 8, 16, 32] as const;
-const ROWS_PER_PARAMETER = 10;
+export const ROWS_PER_PARAMETER = 10;
+
+/** The most components `rows` training rows of `dim` columns support (at least 1). */
+export function supportedComponents(rows: number, dim: number): number {
+  return Math.max(1, Math.floor(rows / (ROWS_PER_PARAMETER * (2 * dim + 1))));
+}
 
 /**
  * The mixture base a flow starts from: for each candidate K that the training rows can
@@ -154,7 +159,7 @@ export async function chooseMixture(
   const rows = train.length / dim;
   let best: { params: MixtureParams; valLogLik: number } | null = null;
   for (const K of COMPONENT_CHOICES) {
-    if (K > 1 && rows < K * ROWS_PER_PARAMETER * (2 * dim + 1)) break;
+    if (K > supportedComponents(rows, dim)) break;
     await pause();
     const params = fitMixture(train, dim, K, rng);
     const valLogLik = mixtureLogLik(params, val, dim);
