@@ -437,7 +437,7 @@ describe('interrupting fit', { concurrency: true }, () => {
     assert.equal(r.code, 130, r.stderr);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /SIGINT: stopping after the current step/);
-    assert.match(r.stderr, /saved .*model: rnvp 1×4 on 2 columns.*SIGINT: saved the best weights so far/);
+    assert.match(r.stderr, /saved .*model: rnvp 1×4( over a \d+-Gaussian base)? on 2 columns.*SIGINT: saved the best weights so far/);
     assert.deepEqual(leftovers(prev.parent), []);
     const info = await nf(['info', '--json', '-m', prev.dir]);
     assert.equal(info.code, 0, info.stderr);

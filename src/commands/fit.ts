@@ -208,8 +208,8 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
 
   const engine = await startEngine(backendWanted);
   const spec = buildSpec(opts.flow, D, opts, defaultArchitecture(D, data.trainRows), rng);
-  const progress = await startProgress(`fitting ${opts.flow} on ${data.trainRows} rows (${engine.backend})`);
-  if (opts.components !== 0) progress.update(`fitting ${opts.flow} on ${data.trainRows} rows (${engine.backend}): EM for the base mixture`);
+  // The spinner's first text; plain progress lines start with the first epoch.
+  const progress = await startProgress(`fitting ${opts.flow} on ${data.trainRows} rows (${engine.backend})${opts.components !== 0 ? ': EM for the base mixture' : ''}`);
   const base = await startingMixture(data, D, opts.components, rng);
   // A mixture K chosen here only starts even restarts; odd ones keep the standard normal and
   // validation decides. The mixture is no sure gain: on checkerboard (32 components)
