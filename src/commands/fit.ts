@@ -161,13 +161,7 @@ function progressLine(latest: (EpochReport | undefined)[], restarts: number, wor
  */
 async function startingMixture(data: Prepared, D: number, components: number | undefined, rng: Rng): Promise<MixtureParams | null> {
   if (components === 0) return null;
-  if (components !== undefined) {
-    const most = supportedComponents(data.trainRows, D);
-    if (components > most) {
-      await warn(`--components ${components}: ${data.trainRows} training rows support about ${most} (${ROWS_PER_PARAMETER} rows per mixture parameter); expect the mixture to overfit`);
-    }
-    return fitMixture(data.train, D, components, rng);
-  }
+  if (components !== undefined) return fitMixture(data.train, D, components, rng);
   const chosen = (await chooseMixture(data.train, data.val, D, rng, yieldToLoop)).params;
   return chosen.logits.length > 1 ? chosen : null;
 }
@@ -208,6 +202,11 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
 
   const engine = await startEngine(backendWanted);
   const spec = buildSpec(opts.flow, D, opts, defaultArchitecture(D, data.trainRows), rng);
+  const most = supportedComponents(data.trainRows, D);
+  if (opts.components !== undefined && opts.components > most) {
+    // Before the spinner starts, so the warning has a line of its own.
+    await warn(`--components ${opts.components}: ${data.trainRows} training rows support about ${most} (${ROWS_PER_PARAMETER} rows per mixture parameter); expect the mixture to overfit`);
+  }
   // The spinner's first text; plain progress lines start with the first epoch.
   const progress = await startProgress(`fitting ${opts.flow} on ${data.trainRows} rows (${engine.backend})${opts.components !== 0 ? ': EM for the base mixture' : ''}`);
   const base = await startingMixture(data, D, opts.components, rng);
@@ -335,7 +334,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   if (result.bestEpoch === 0) {
     await warn(
       chosenSpec.mixture
-        ? `validation NLL never improved on the initial flow (the identity over the ${chosenSpec.mixture}-Gaussian base fitted by EM); the saved model is that mixture — try a smaller --lr`
+        ? `validation NLL never improved on the initial flow (the identity over the ${chosenSpec.mixture}-Gaussian base fitted by EM); the saved model is that mixture, which may simply fit these data well (else try a smaller --lr)`
         : 'validation NLL never improved on the initial (identity) flow; the saved model is the initial one — try a smaller --lr',
     );
   }

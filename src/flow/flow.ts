@@ -290,7 +290,7 @@ export class Flow {
 
   /**
    * Mean NLL of a batch from the couplings' output u and the summed coupling log-dets,
-   * and its gradient w.r.t. u; NICE's σ gradient goes into the last slot of `grads`.
+   * and its gradient w.r.t. u; NICE's σ and the mixture's gradients go into their slots of `grads`.
    */
   private baseLoss(u: Tensor, logDet: Tensor | null, weights: FlowWeights, grads: Tensor[]): { loss: Scalar; gU: Tensor } {
     const B = u.shape[0]!;

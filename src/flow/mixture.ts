@@ -18,7 +18,7 @@ export interface MixtureParams {
 const MIN_VAR = 1e-4;
 
 /**
- * EM from `inits` k-means++ seedings on at most `maxRows` evenly spaced rows, keeping the
+ * EM from `inits` k-means++ seedings on evenly spaced rows (fewer than 2·`maxRows`), keeping the
  * fit with the highest likelihood (one seeding often merges two clusters: 8gaussians,
  * K = 8, test LL −3.03 instead of −2.82). `data` is row-major [rows, dim].
  */
@@ -80,8 +80,8 @@ function runEm(x: Float64Array, n: number, dim: number, K: number, rng: Rng, ite
     for (let k = 0; k < K; k++) {
       let nk = 0;
       for (let i = 0; i < n; i++) nk += resp[i * K + k];
-      if (nk < 1e-8) continue; // an empty component keeps its parameters
       weights[k] = nk / n;
+      if (nk < 1e-8) continue; // an empty component drops out (weight 0) and keeps its means
       for (let d = 0; d < dim; d++) {
         let m = 0;
         for (let i = 0; i < n; i++) m += resp[i * K + k] * x[i * dim + d];
