@@ -25,7 +25,7 @@ export class Model {
   static fromParams(meta: ModelMeta, params: Float32Array): Model {
     const flow = new Flow(meta.flow, meta.standardization);
     const K = meta.flow.mixture;
-    return new Model(meta, flow, flow.makeWeights(params), K ? mixtureOf(Float32Array.from(params), meta.flow.dim, K) : null);
+    return new Model(meta, flow, flow.makeWeights(params), K ? mixtureOf(params, meta.flow.dim, K) : null);
   }
 
   get dim(): number {

@@ -272,6 +272,8 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   }
   const result = trained.result;
   const chosenFlow = restarts[trained.chosen].flow ?? flow;
+  // Each restart's base: Gaussians in its mixture, 0 for the standard normal.
+  const restartComponents = restarts.map((r) => r.flow?.spec.mixture ?? 0);
   const chosenSpec = chosenFlow.spec;
   for (const [i, o] of trained.outcomes.entries()) {
     if (o.stopReason === 'failed') await warn(`restart ${i + 1} of ${opts.restarts} failed and was left out: ${o.error}`);
@@ -317,7 +319,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     history: result.history,
     restarts: trained.outcomes.map((o, i) => ({
       seed: o.seed,
-      components: restarts[i].flow?.spec.mixture ?? 0,
+      components: restartComponents[i],
       bestValNll: o.bestValNll,
       epochs: o.epochs,
       bestEpoch: o.bestEpoch,
@@ -367,8 +369,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     // An index into restartValNlls, 0-based like model.json's training.chosenRestart.
     chosenRestart: trained.chosen,
     restartValNlls: trained.outcomes.map((o) => o.bestValNll),
-    // Each restart's base: Gaussians in its mixture, 0 for the standard normal.
-    restartComponents: restarts.map((r) => r.flow?.spec.mixture ?? 0),
+    restartComponents,
   };
   if (opts.json) await writeStdout(JSON.stringify(summary) + '\n');
   const why = interrupted

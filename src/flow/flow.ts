@@ -324,7 +324,7 @@ export class Flow {
     const loss = tf.div(total, B) as Scalar;
     // Through z = u·exp(σ): ∂/∂u = ∂/∂z·exp(σ), ∂/∂σ = Σ_rows z·∂/∂z − 1.
     let gU: Tensor = gZ;
-    if (scale && ls) {
+    if (scale) {
       grads[this.layout.length - 1 - (mix ? 3 : 0)] = tf.sub(tf.sum(tf.mul(z, gZ), 0), 1);
       gU = tf.mul(gU, scale);
     }

@@ -37,7 +37,6 @@ export function fitMixture(data: Float32Array, dim: number, K: number, rng: Rng,
 }
 
 function runEm(x: Float64Array, n: number, dim: number, K: number, rng: Rng, iterations: number): { params: MixtureParams; logLik: number } {
-
   const means = new Float64Array(K * dim);
   const vars = new Float64Array(K * dim).fill(1);
   const weights = new Float64Array(K).fill(1 / K);
@@ -45,35 +44,11 @@ function runEm(x: Float64Array, n: number, dim: number, K: number, rng: Rng, ite
 
   const resp = new Float64Array(n * K);
   const logw = new Float64Array(K);
-  const logNorm = new Float64Array(K);
   let logLik = -Infinity;
   for (let it = 0; it < iterations; it++) {
     const previous = logLik;
-    logLik = 0;
-    // E step.
-    for (let k = 0; k < K; k++) {
-      logw[k] = Math.log(weights[k]);
-      let s = 0;
-      for (let d = 0; d < dim; d++) s += Math.log(vars[k * dim + d]);
-      logNorm[k] = 0.5 * s + 0.5 * dim * Math.log(2 * Math.PI);
-    }
-    for (let i = 0; i < n; i++) {
-      let max = -Infinity;
-      for (let k = 0; k < K; k++) {
-        let q = 0;
-        for (let d = 0; d < dim; d++) {
-          const e = x[i * dim + d] - means[k * dim + d];
-          q += (e * e) / vars[k * dim + d];
-        }
-        const c = logw[k] - logNorm[k] - 0.5 * q;
-        resp[i * K + k] = c;
-        if (c > max) max = c;
-      }
-      let s = 0;
-      for (let k = 0; k < K; k++) s += (resp[i * K + k] = Math.exp(resp[i * K + k] - max));
-      for (let k = 0; k < K; k++) resp[i * K + k] /= s;
-      logLik += max + Math.log(s);
-    }
+    for (let k = 0; k < K; k++) logw[k] = Math.log(weights[k]);
+    logLik = scoreRows(x, n, dim, logw, means, vars, resp); // E step
     // Converged: the mean log-likelihood moved by less than 1e-5 nats.
     if (logLik - previous < 1e-5 * n) break;
     // M step.
@@ -106,33 +81,48 @@ function runEm(x: Float64Array, n: number, dim: number, K: number, rng: Rng, ite
   return { params, logLik };
 }
 
-/** Mean log-likelihood of row-major `rows` under the mixture. */
-export function mixtureLogLik(m: MixtureParams, rows: Float32Array, dim: number): number {
-  const K = m.logits.length;
-  const n = rows.length / dim;
-  const max = Math.max(...m.logits);
-  let norm = 0;
-  for (let k = 0; k < K; k++) norm += Math.exp(m.logits[k] - max);
-  const logW = Float64Array.from(m.logits, (l) => l - max - Math.log(norm));
+/**
+ * Σ over rows of log Σ_k w_k N(x; μ_k, diag var_k), with log weights `logw`; with `resp`,
+ * also each row's responsibilities (row-major [n, K]).
+ */
+function scoreRows(x: ArrayLike<number>, n: number, dim: number, logw: Float64Array, means: ArrayLike<number>, vars: ArrayLike<number>, resp: Float64Array | null): number {
+  const K = logw.length;
+  const logNorm = new Float64Array(K);
+  for (let k = 0; k < K; k++) {
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += Math.log(vars[k * dim + d]);
+    logNorm[k] = 0.5 * s + 0.5 * dim * Math.log(2 * Math.PI);
+  }
   const c = new Float64Array(K);
   let total = 0;
   for (let i = 0; i < n; i++) {
-    let top = -Infinity;
+    let max = -Infinity;
     for (let k = 0; k < K; k++) {
-      let s = logW[k] - 0.5 * dim * Math.log(2 * Math.PI);
+      let q = 0;
       for (let d = 0; d < dim; d++) {
-        const ls = m.logStd[k * dim + d];
-        const e = (rows[i * dim + d] - m.means[k * dim + d]) * Math.exp(-ls);
-        s -= 0.5 * e * e + ls;
+        const e = x[i * dim + d] - means[k * dim + d];
+        q += (e * e) / vars[k * dim + d];
       }
-      c[k] = s;
-      if (s > top) top = s;
+      c[k] = logw[k] - logNorm[k] - 0.5 * q;
+      if (c[k] > max) max = c[k];
     }
-    let sum = 0;
-    for (let k = 0; k < K; k++) sum += Math.exp(c[k] - top);
-    total += top + Math.log(sum);
+    let s = 0;
+    for (let k = 0; k < K; k++) s += (c[k] = Math.exp(c[k] - max));
+    if (resp) for (let k = 0; k < K; k++) resp[i * K + k] = c[k] / s;
+    total += max + Math.log(s);
   }
-  return total / n;
+  return total;
+}
+
+/** Mean log-likelihood of row-major `rows` under the mixture. */
+export function mixtureLogLik(m: MixtureParams, rows: Float32Array, dim: number): number {
+  const max = Math.max(...m.logits);
+  let norm = 0;
+  for (const l of m.logits) norm += Math.exp(l - max);
+  const logw = Float64Array.from(m.logits, (l) => l - max - Math.log(norm));
+  const vars = Float64Array.from(m.logStd, (ls) => Math.exp(2 * ls));
+  const n = rows.length / dim;
+  return scoreRows(rows, n, dim, logw, m.means, vars, null) / n;
 }
 
 /** Candidate component counts, and training rows asked of each component's 2D + 1 parameters. */
@@ -199,20 +189,25 @@ function seedMeans(x: Float64Array, n: number, dim: number, K: number, rng: Rng,
   }
 }
 
-/** The mixture base's parameters: the last K·(1 + 2D) entries of a flow's parameter vector. */
+/** How many entries a K-component mixture base adds at the end of a flow's parameter vector. */
+export function mixtureSize(dim: number, K: number): number {
+  return K * (1 + 2 * dim);
+}
+
+/** A copy of the mixture base's parameters: the last mixtureSize(dim, K) entries of `params`. */
 export function mixtureOf(params: Float32Array, dim: number, K: number): MixtureParams {
-  const start = params.length - K * (1 + 2 * dim);
+  const start = params.length - mixtureSize(dim, K);
   return {
-    logits: params.subarray(start, start + K),
-    means: params.subarray(start + K, start + K + K * dim),
-    logStd: params.subarray(start + K + K * dim),
+    logits: params.slice(start, start + K),
+    means: params.slice(start + K, start + K + K * dim),
+    logStd: params.slice(start + K + K * dim),
   };
 }
 
 /** Writes `m` into the tail of a flow's parameter vector (inverse of mixtureOf). */
 export function setMixture(params: Float32Array, m: MixtureParams): void {
   const K = m.logits.length;
-  const start = params.length - K - 2 * m.means.length;
+  const start = params.length - mixtureSize(m.means.length / K, K);
   params.set(m.logits, start);
   params.set(m.means, start + K);
   params.set(m.logStd, start + K + m.means.length);

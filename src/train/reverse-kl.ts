@@ -16,7 +16,6 @@ import { tf, type Tensor } from '../tf.js';
 import { Adam, globalNorm } from './adam.js';
 import { yieldToLoop } from './trainer.js';
 
-const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 
 export interface ReverseKlConfig {
   steps: number;
@@ -54,10 +53,8 @@ export interface ReverseKlHooks {
 
 /** log q(x) and log p*(x) for x = f(z), per row. */
 function logWeights(flow: Flow, weights: FlowWeights, target: Target, z: Tensor): { logQ: Tensor; logP: Tensor } {
-  const D = flow.spec.dim;
   const { x, logDet } = flow.fromBaseWithLogDet(z, weights);
-  const logBase = tf.sub(tf.mul(tf.sum(tf.square(z), 1), -0.5), D * HALF_LOG_2PI);
-  return { logQ: tf.sub(logBase, logDet), logP: evalTarget(target, x, tf) };
+  return { logQ: tf.sub(flow.baseLogProb(z, weights), logDet), logP: evalTarget(target, x, tf) };
 }
 
 /** Every weight tensor in parameter-layout order (couplings, then NICE's log-scales). */

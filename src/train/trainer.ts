@@ -8,6 +8,7 @@ import { Rng } from '../rng.js';
 import { tf, type Tensor } from '../tf.js';
 import { UserError } from '../errors.js';
 import { disposeWeights, type Flow } from '../flow/flow.js';
+import { mixtureSize } from '../flow/mixture.js';
 import { Adam, globalNorm } from './adam.js';
 import type { BackendName } from '../engine.js';
 import { LocalGradients, ParallelGradients, type GradientComputer } from './gradients.js';
@@ -129,8 +130,7 @@ export async function train(
   const params = new Float32Array(new SharedArrayBuffer(init.length * 4));
   params.set(init);
   // The mixture base's parameters are not decayed: shrinking means and log-stds toward 0 is no prior on them.
-  const K = flow.spec.mixture ?? 0;
-  const decayEnd = init.length - K * (1 + 2 * D);
+  const decayEnd = init.length - mixtureSize(D, flow.spec.mixture ?? 0);
   const adam = new Adam(params, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: cfg.weightDecay, decayEnd });
   const best = Float32Array.from(init);
   const emaDecay = cfg.emaDecay ?? 0;
