@@ -218,18 +218,23 @@ test('unwritable output: clear error, exit 1, nothing half-written', async () =>
 });
 
 test('an interrupted sample -o leaves neither the file nor a temporary one', async () => {
+  // Once the moment the temporary file appears (this raced the signal handlers before
+  // they were installed ahead of the open), once mid-write, for each signal.
   for (const signal of ['SIGINT', 'SIGTERM']) {
-    const dir = tempDir('nf-sigout-');
-    const child = spawn(process.execPath, [bin, 'sample', '-m', moons, '-n', '5000000', '-o', join(dir, 'out.csv')], { cwd, env: { ...process.env, ...env } });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    // Wait until the temporary file exists, so the signal lands mid-write.
-    for (let i = 0; i < 200 && readdirSync(dir).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
-    assert.equal(readdirSync(dir).length, 1, `${signal}: the temporary file was being written`);
-    child.kill(signal);
-    const code = await new Promise((resolve) => child.on('close', (c) => resolve(c)));
-    assert.equal(code, signal === 'SIGINT' ? 130 : 143, `${signal}: exit code, stderr: ${stderr}`);
-    assert.deepEqual(readdirSync(dir), [], `${signal}: nothing left in the output directory`);
+    for (const when of ['at open', 'at open', 'at open', 'mid-write']) {
+      const dir = tempDir('nf-sigout-');
+      const child = spawn(process.execPath, [bin, 'sample', '-m', moons, '-n', '5000000', '-o', join(dir, 'out.csv')], { cwd, env: { ...process.env, ...env } });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      const written = () => readdirSync(dir).length > 0 && (when === 'at open' || statSync(join(dir, readdirSync(dir)[0])).size > 0);
+      const deadline = Date.now() + 15000;
+      while (Date.now() < deadline && !written()) await new Promise((r) => (when === 'at open' ? setImmediate(r) : setTimeout(r, 5)));
+      assert.equal(readdirSync(dir).length, 1, `${signal} ${when}: the temporary file was there`);
+      child.kill(signal);
+      const code = await new Promise((resolve) => child.on('close', (c) => resolve(c)));
+      assert.equal(code, signal === 'SIGINT' ? 130 : 143, `${signal} ${when}: exit code, stderr: ${stderr}`);
+      assert.deepEqual(readdirSync(dir), [], `${signal} ${when}: nothing left in the output directory`);
+    }
   }
 });
 

@@ -3,7 +3,7 @@
  * is renamed into place at the end, so a failed run never leaves a truncated file.
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, fstatSync, unlinkSync, type Stats } from 'node:fs';
+import { createWriteStream, fstatSync, openSync, unlinkSync, type Stats } from 'node:fs';
 import { lstat, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -28,7 +28,11 @@ function removeTempsAndExit(signal: NodeJS.Signals): void {
   process.exit(signalExitCode(signal));
 }
 
-function trackTemp(tmp: string, open: boolean): void {
+/**
+ * Registers (`open`) or releases a temporary file that a SIGINT/SIGTERM must remove before
+ * nf exits. Register before the file is created, so no signal can find it unknown.
+ */
+export function trackTemp(tmp: string, open: boolean): void {
   if (open) {
     if (openTemps.size === 0) {
       process.on('SIGINT', removeTempsAndExit);
@@ -118,12 +122,25 @@ export class CsvWriter {
   }
 
   private static async opened(file: string, target: { tmp: string; path: string } | null): Promise<CsvWriter> {
-    const stream = createWriteStream(file, { flags: target ? 'wx' : 'w' });
+    if (target) {
+      // The signal handlers go in before the file exists, and the open is synchronous:
+      // a Ctrl-C can then never find a temporary file that nf does not yet know about.
+      trackTemp(target.tmp, true);
+      let fd: number;
+      try {
+        fd = openSync(target.tmp, 'wx');
+      } catch (err) {
+        trackTemp(target.tmp, false);
+        throw new UserError(`${target.path}: cannot write: ${ioMessage(err)}`);
+      }
+      return new CsvWriter(createWriteStream(target.tmp, { fd }), target, file);
+    }
+    // An existing non-regular file (a FIFO, /dev/null): its open may block, so not on the main thread.
+    const stream = createWriteStream(file, { flags: 'w' });
     await new Promise<void>((resolve, reject) => {
       stream.once('open', () => resolve());
-      stream.once('error', (err: NodeJS.ErrnoException) => reject(new UserError(`${target?.path ?? file}: cannot write: ${ioMessage(err)}`)));
+      stream.once('error', (err: NodeJS.ErrnoException) => reject(new UserError(`${file}: cannot write: ${ioMessage(err)}`)));
     });
-    if (target) trackTemp(target.tmp, true);
     return new CsvWriter(stream, target, file);
   }
 

@@ -3,10 +3,11 @@
  * sibling renamed into place) so a failed run never leaves a truncated image.
  */
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { ioMessage, UsageError, UserError } from '../errors.js';
-import { writeStdout } from '../data/csv-writer.js';
+import { trackTemp, writeStdout } from '../data/csv-writer.js';
 
 export type ImageFormat = 'png' | 'svg';
 
@@ -43,11 +44,15 @@ export async function writeImage(output: string, bytes: Buffer | string): Promis
     return;
   }
   const tmp = join(dirname(output), `.${basename(output)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  trackTemp(tmp, true);
   try {
-    await writeFile(tmp, bytes, { flag: 'wx' });
+    // Synchronous, so a signal handler never runs while the file's creation is in flight.
+    writeFileSync(tmp, bytes, { flag: 'wx' });
     await rename(tmp, output);
   } catch (err) {
     await rm(tmp, { force: true });
     throw new UserError(`${output}: cannot write: ${ioMessage(err)}`);
+  } finally {
+    trackTemp(tmp, false);
   }
 }
