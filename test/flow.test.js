@@ -249,3 +249,45 @@ test('default architecture: 8×64 for small data; with 5000+ training rows 64×3
   assert.equal(spec.permutations.length, 64);
   assert.equal(buildSpec('rnvp', 2, { layers: 10 }, defaultArchitecture(2, 20000), new Rng(1)).hidden, 32);
 });
+
+test('initParams: last layers zero by default (the identity flow); lastLayerScale draws their kernels within ±scale/sqrt(hidden), biases still zero', async () => {
+  const { paramLayout } = await import('../dist/flow/spec.js');
+  const spec = { type: 'rnvp', dim: 3, layers: 4, hidden: 16, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(3, 4, new Rng(1)), mixture: 2 };
+  const lastOf = (params) => {
+    const kernels = [];
+    const biases = [];
+    let offset = 0;
+    for (const e of paramLayout(spec)) {
+      const values = Array.from(params.subarray(offset, offset + e.size));
+      if (e.name.includes('/dense2/')) (e.name.endsWith('/kernel') ? kernels : biases).push(...values);
+      offset += e.size;
+    }
+    return { kernels, biases };
+  };
+  const zero = lastOf(initParams(spec, new Rng(5)));
+  assert.ok(zero.kernels.length > 0 && zero.kernels.every((v) => v === 0));
+  for (const scale of [0.5, 1]) {
+    const { kernels, biases } = lastOf(initParams(spec, new Rng(5), { lastLayerScale: scale }));
+    const bound = scale / Math.sqrt(16);
+    assert.ok(kernels.every((v) => Math.abs(v) <= bound), `scale ${scale}: within the bound`);
+    assert.ok(Math.max(...kernels.map(Math.abs)) > 0.8 * bound, `scale ${scale}: drawn across the range`);
+    assert.ok(biases.every((v) => v === 0), 'biases stay zero');
+  }
+  // The identity start: with zero last layers the flow leaves points where they are.
+  const engine = await startEngine('cpu');
+  const flow = new Flow({ ...spec, mixture: undefined }, { mean: [0, 0, 0], std: [1, 1, 1] });
+  try {
+    const w = flow.makeWeights(initParams({ ...spec, mixture: undefined }, new Rng(5)));
+    const x = [0.3, -1.2, 2.0];
+    const [z, logDet] = engine.tf.tidy(() => {
+      const r = flow.toBase(engine.tf.tensor2d([x]), w);
+      return [r.z.arraySync()[0], r.logDet.arraySync()[0]];
+    });
+    // Up to the fixed permutations between couplings.
+    assert.deepEqual(z.map((v) => v.toFixed(6)).sort(), x.map((v) => v.toFixed(6)).sort());
+    assert.equal(logDet, 0);
+    disposeWeights(w);
+  } finally {
+    flow.dispose();
+  }
+});

@@ -158,17 +158,25 @@ export function buildSpec(type: FlowType, dim: number, given: Partial<Architectu
 /**
  * Initial parameters: uniform ±1/sqrt(fan_in) for hidden layers (PyTorch's default),
  * and zero for the last layer of every coupling net so each coupling starts as the identity.
+ *
+ * `lastLayerScale` > 0 draws the last layers' kernels too, ±scale/sqrt(fan_in) (biases stay zero).
+ * Over a base mixture fitted by EM the identity start is a trap: the mixture already fits,
+ * the gradient reaching zero last layers is small, and the hidden layers get none through
+ * them. On checkerboard (seed 0) the validation NLL stalled at 3.82 for 20 epochs and the
+ * fit ended at test −3.644; with random last layers it ended at −3.519.
  */
-export function initParams(spec: FlowSpec, rng: Rng): Float32Array {
+export function initParams(spec: FlowSpec, rng: Rng, opts: { lastLayerScale?: number } = {}): Float32Array {
   const layout = paramLayout(spec);
   const out = new Float32Array(paramCount(spec));
   let offset = 0;
   for (const e of layout) {
+    const last = e.name.includes(`/dense${spec.hiddenLayers}/`);
+    const scale = last ? (e.name.endsWith('/kernel') ? (opts.lastLayerScale ?? 0) : 0) : 1;
     // Zero last layers and zero log-scales: the flow starts as the identity.
-    const startsAtZero = e.name.includes(`/dense${spec.hiddenLayers}/`) || e.name === 'scale/log' || e.name.startsWith('base/');
+    const startsAtZero = scale === 0 || e.name === 'scale/log' || e.name.startsWith('base/');
     if (!startsAtZero) {
       const fanIn = e.name.endsWith('/kernel') ? e.shape[0] : layout[layout.indexOf(e) - 1].shape[0];
-      const bound = 1 / Math.sqrt(Math.max(1, fanIn));
+      const bound = scale / Math.sqrt(Math.max(1, fanIn));
       for (let i = 0; i < e.size; i++) out[offset + i] = (2 * rng.uniform() - 1) * bound;
     }
     offset += e.size;
