@@ -170,11 +170,12 @@ export function initParams(spec: FlowSpec, rng: Rng, opts: { lastLayerScale?: nu
   const out = new Float32Array(paramCount(spec));
   let offset = 0;
   for (const e of layout) {
+    // Zero last layers (unless lastLayerScale draws their kernels), log-scales and base: the
+    // flow starts as the identity.
     const last = e.name.includes(`/dense${spec.hiddenLayers}/`);
-    const scale = last ? (e.name.endsWith('/kernel') ? (opts.lastLayerScale ?? 0) : 0) : 1;
-    // Zero last layers and zero log-scales: the flow starts as the identity.
-    const startsAtZero = scale === 0 || e.name === 'scale/log' || e.name.startsWith('base/');
-    if (!startsAtZero) {
+    const zero = e.name === 'scale/log' || e.name.startsWith('base/') || (last && !e.name.endsWith('/kernel'));
+    const scale = zero ? 0 : last ? (opts.lastLayerScale ?? 0) : 1;
+    if (scale !== 0) {
       const fanIn = e.name.endsWith('/kernel') ? e.shape[0] : layout[layout.indexOf(e) - 1].shape[0];
       const bound = scale / Math.sqrt(Math.max(1, fanIn));
       for (let i = 0; i < e.size; i++) out[offset + i] = (2 * rng.uniform() - 1) * bound;

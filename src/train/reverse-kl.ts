@@ -16,7 +16,6 @@ import { tf, type Tensor } from '../tf.js';
 import { Adam, globalNorm } from './adam.js';
 import { yieldToLoop } from './trainer.js';
 
-
 export interface ReverseKlConfig {
   steps: number;
   batchSize: number;
