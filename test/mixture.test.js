@@ -4,7 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { chooseMixture, drawMixture, fitMixture, mixtureLogLik } from '../dist/flow/mixture.js';
+import { chooseMixture, drawMixture, fitMixture, mixtureLogLik, permuteMixture, refineMixture, setMixture } from '../dist/flow/mixture.js';
+import { startEngine } from '../dist/engine.js';
+import { disposeWeights, Flow } from '../dist/flow/flow.js';
+import { basePermutation, makePermutations } from '../dist/flow/spec.js';
 import { Rng } from '../dist/rng.js';
 import { example, mean, runNf, tempDir } from './helpers.js';
 
@@ -50,6 +53,45 @@ test('K is chosen on validation rows: 8 for eight blobs, 1 for one Gaussian, 1 w
   // 10 rows per parameter: 40 rows of 2 columns cannot support 2 components of 5 parameters.
   const few = await chooseMixture(blobs(ring8, 0.2, 40, rng), blobs(ring8, 0.2, 40, rng), 2, rng);
   assert.equal(few.params.logits.length, 1);
+});
+
+test('identity couplings over the mixture reordered by basePermutation give exactly the mixture (2-D and 5-D)', async () => {
+  const { tf } = await startEngine('cpu');
+  for (const [D, layers] of [[2, 64], [2, 8], [5, 8]]) {
+    const rng = new Rng(5);
+    // Two blobs with different spreads per coordinate: no reordering of coordinates fits as well.
+    const n = 2000;
+    const x = new Float32Array(n * D);
+    for (let i = 0; i < n; i++) for (let d = 0; d < D; d++) x[i * D + d] = (i % 2 ? 1.5 : -1) * (d + 1) * 0.5 + (0.2 + 0.3 * d) * rng.normal();
+    const m = fitMixture(x, D, 2, rng);
+    const spec = { type: 'rnvp', dim: D, layers, hidden: 8, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(D, layers, rng), mixture: 2 };
+    const flow = new Flow(spec, { mean: Array(D).fill(0), std: Array(D).fill(1) });
+    const score = (mix) => {
+      const params = new Float32Array(flow.size); // zero last layers: every coupling is the identity
+      setMixture(params, mix);
+      const w = flow.makeWeights(params);
+      const lp = tf.tidy(() => flow.logProb(w, tf.tensor2d(x, [n, D])));
+      const v = tf.mean(lp).dataSync()[0];
+      lp.dispose();
+      disposeWeights(w);
+      return v;
+    };
+    const target = mixtureLogLik(m, x, D);
+    assert.ok(Math.abs(score(permuteMixture(m, basePermutation(spec))) - target) < 1e-4, `D=${D}, ${layers} layers`);
+    // The flow's permutations do move coordinates, so the unreordered mixture is wrong.
+    assert.notDeepEqual(basePermutation(spec), Array.from({ length: D }, (_, i) => i));
+    assert.ok(score(m) < target - 0.5, `D=${D}: unaligned ${score(m)} vs ${target}`);
+    flow.dispose();
+  }
+});
+
+test('refineMixture continues EM on every row: same K, higher likelihood than the subsample fit', () => {
+  const rng = new Rng(6);
+  const x = blobs(ring8, 0.3, 40000, rng);
+  const sub = fitMixture(x, 2, 8, rng, 1, 100, 500);
+  const all = refineMixture(x, 2, sub);
+  assert.equal(all.logits.length, 8);
+  assert.ok(mixtureLogLik(all, x, 2) > mixtureLogLik(sub, x, 2) + 1e-4, `${mixtureLogLik(all, x, 2)} vs ${mixtureLogLik(sub, x, 2)}`);
 });
 
 test('draws follow the mixture; temperature scales each component\'s spread, not the weights', () => {

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startEngine } from '../dist/engine.js';
 import { Flow } from '../dist/flow/flow.js';
-import { initParams, makePermutations } from '../dist/flow/spec.js';
+import { basePermutation, initParams, makePermutations } from '../dist/flow/spec.js';
+import { fitMixture, permuteMixture, setMixture } from '../dist/flow/mixture.js';
 import { Rng } from '../dist/rng.js';
 import { LocalGradients, ParallelGradients } from '../dist/train/gradients.js';
 import { rowLogProbs, train } from '../dist/train/trainer.js';
@@ -133,4 +134,42 @@ test('Adam weight decay is decoupled: with a zero gradient each step shrinks by 
   for (let i = 0; i < 10; i++) partial.step(new Float32Array([0, 0, 0]), 0.1);
   assert.ok(Math.abs(s[0] - 2 * f) < 1e-5, `decayed: ${s[0]}`);
   assert.deepEqual(Array.from(s.subarray(1)), [-4, 3]);
+});
+
+test('a fallback is kept only when it validates better than every epoch, and never cuts training short', async () => {
+  await startEngine('cpu');
+  const rng = new Rng(8);
+  // Two tight blobs: a two-component mixture with identity couplings is nearly the truth.
+  const n = 1500;
+  const rows = new Float32Array(n * 2);
+  for (let i = 0; i < n; i++) {
+    rows[2 * i] = (i % 2 ? 1 : -1) + 0.1 * rng.normal();
+    rows[2 * i + 1] = (i % 2 ? -0.5 : 0.5) + 0.1 * rng.normal();
+  }
+  const spec = { type: 'rnvp', dim: 2, layers: 4, hidden: 16, hiddenLayers: 2, scaleBound: 2, permutations: makePermutations(2, 4, rng), mixture: 2 };
+  const flow = new Flow(spec, { mean: [0, 0], std: [1, 1] });
+  const good = new Float32Array(flow.size);
+  setMixture(good, permuteMixture(fitMixture(rows, 2, 2, rng), basePermutation(spec)));
+  // The same mixture with its components pushed far from the data.
+  const bad = Float32Array.from(good);
+  setMixture(bad, { logits: new Float32Array(2), means: Float32Array.from([9, 9, -9, -9]), logStd: new Float32Array(4) });
+  const init = initParams(spec, new Rng(2), { lastLayerScale: 1 });
+  setMixture(init, { logits: new Float32Array(2), means: new Float32Array(4), logStd: new Float32Array(4) });
+  const cfg = { epochs: 3, batchSize: 100, lr: 1e-4, patience: 1, clipNorm: 5, warmupSteps: 1, plateauEpochs: 0, weightDecay: 0, seed: 1, threads: 1, backend: 'cpu' };
+  const val = rows.subarray(2400);
+  const none = await train(flow, init, rows.subarray(0, 2400), val, cfg);
+  const kept = await train(flow, init, rows.subarray(0, 2400), val, cfg, {}, good);
+  const ignored = await train(flow, init, rows.subarray(0, 2400), val, cfg, {}, bad);
+  assert.equal(none.fellBack, false);
+  assert.equal(kept.fellBack, true);
+  assert.equal(kept.bestEpoch, 0);
+  assert.deepEqual(Array.from(kept.params), Array.from(good));
+  const lp = rowLogProbs(flow, kept.params, val);
+  assert.ok(Math.abs(-lp.reduce((a, b) => a + b, 0) / lp.length - kept.bestValNll) < 1e-4);
+  assert.ok(kept.bestValNll < none.bestValNll - 0.5, `${kept.bestValNll} vs ${none.bestValNll}`);
+  // Patience ran on the trained epochs alone: the same epochs, the same history.
+  assert.deepEqual(kept.history, none.history);
+  assert.equal(ignored.fellBack, false);
+  assert.deepEqual(Array.from(ignored.params), Array.from(none.params));
+  flow.dispose();
 });

@@ -7,8 +7,8 @@ import { writeStdout } from '../data/csv-writer.js';
 import { openSource, checkReadable, readTable } from '../data/csv-reader.js';
 import { requestedBackend, startEngine } from '../engine.js';
 import { Flow } from '../flow/flow.js';
-import { chooseMixture, fitMixture, ROWS_PER_PARAMETER, setMixture, supportedComponents, type MixtureParams } from '../flow/mixture.js';
-import { buildSpec, defaultArchitecture, initParams, type FlowType } from '../flow/spec.js';
+import { chooseMixture, fitMixture, permuteMixture, refineMixture, ROWS_PER_PARAMETER, setMixture, supportedComponents, type MixtureParams } from '../flow/mixture.js';
+import { basePermutation, buildSpec, defaultArchitecture, initParams, type FlowType } from '../flow/spec.js';
 import { prepareData, type Prepared } from '../train/prepare.js';
 import { Rng, freshSeed } from '../rng.js';
 import { formatDuration, note, noteAlways, startProgress, warn } from '../terminal.js';
@@ -170,9 +170,10 @@ function progressLine(latest: (EpochReport | undefined)[], restarts: number, wor
  */
 async function startingMixture(data: Prepared, D: number, components: number | undefined, rng: Rng): Promise<MixtureParams | null> {
   if (components === 0) return null;
-  if (components !== undefined) return fitMixture(data.train, D, components, rng);
-  const chosen = (await chooseMixture(data.train, data.val, D, rng, yieldToLoop)).params;
-  return chosen.logits.length > 1 ? chosen : null;
+  const chosen = components !== undefined ? fitMixture(data.train, D, components, rng) : (await chooseMixture(data.train, data.val, D, rng, yieldToLoop)).params;
+  if (components === undefined && chosen.logits.length === 1) return null;
+  await yieldToLoop();
+  return refineMixture(data.train, D, chosen);
 }
 
 export async function fit(input: string | undefined, opts: FitOptions): Promise<number> {
@@ -225,6 +226,15 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const flow = new Flow(spec, data.standardization);
   const mixFlow = base ? new Flow({ ...spec, mixture: base.logits.length }, data.standardization) : null;
   const flowOf = (i: number): Flow => (mixFlow && (opts.components !== undefined || i % 2 === 0) ? mixFlow : flow);
+  // The mixture in the base's coordinates: identity couplings still permute them.
+  const aligned = base && mixFlow ? permuteMixture(base, basePermutation(mixFlow.spec)) : null;
+  // The mixture alone (every coupling the identity): a mixture restart that never validates
+  // better keeps it. On 8gaussians, which is a mixture of 8 Gaussians, no flow did.
+  let fallback: Float32Array | null = null;
+  if (aligned && mixFlow) {
+    fallback = new Float32Array(mixFlow.size);
+    setMixture(fallback, aligned);
+  }
   // Small data sets get smaller batches so an epoch still has several steps.
   const lr = opts.lr ?? DEFAULT_LR;
   const batchSize = opts.batchSize ?? Math.max(32, Math.min(512, Math.ceil(data.trainRows / 8)));
@@ -234,7 +244,10 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     const s = i === 0 ? seed : (seed + Math.imul(i, 0x9e3779b9)) >>> 0;
     const f = flowOf(i);
     const init = initParams(f.spec, i === 0 ? rng : new Rng(s), f === mixFlow ? { lastLayerScale: MIXTURE_LAST_LAYER_SCALE } : {});
-    if (base && f === mixFlow) setMixture(init, base);
+    if (aligned && f === mixFlow) {
+      setMixture(init, aligned);
+      return { seed: s, init, flow: f, fallback: fallback ?? undefined };
+    }
     return { seed: s, init, flow: f };
   });
   const workers = restartWorkers(engine.backend, opts.restarts);
@@ -342,7 +355,10 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     standardization: data.standardization,
     training,
   };
-  if (result.bestEpoch === 0) {
+  if (result.fellBack) {
+    // Not a failure: the data may well be such a mixture (8gaussians is one).
+    note(`the ${chosenSpec.mixture}-Gaussian mixture alone validated better than the trained flow over it; saved the mixture (the couplings are the identity)`);
+  } else if (result.bestEpoch === 0) {
     await warn(
       chosenSpec.mixture
         ? `validation NLL never improved on the initial flow (over the ${chosenSpec.mixture}-Gaussian base fitted by EM); the saved model is that initial one — try a smaller --lr, or --components 0`

@@ -23,25 +23,57 @@ const MIN_VAR = 1e-4;
  * K = 8, test LL −3.03 instead of −2.82). `data` is row-major [rows, dim].
  */
 export function fitMixture(data: Float32Array, dim: number, K: number, rng: Rng, inits = 4, iterations = 100, maxRows = 5000): MixtureParams {
-  const all = data.length / dim;
-  const stride = Math.max(1, Math.floor(all / maxRows));
-  const n = Math.floor(all / stride);
-  const x = new Float64Array(n * dim);
-  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) x[i * dim + d] = data[i * stride * dim + d];
+  const { x, n } = evenlySpaced(data, dim, maxRows);
   let best: { params: MixtureParams; logLik: number } | null = null;
   for (let t = 0; t < inits; t++) {
-    const r = runEm(x, n, dim, K, rng, iterations);
+    const means = new Float64Array(K * dim);
+    seedMeans(x, n, dim, K, rng, means);
+    const r = runEm(x, n, dim, { means, vars: new Float64Array(K * dim).fill(1), weights: new Float64Array(K).fill(1 / K) }, iterations);
     if (!best || r.logLik > best.logLik) best = r;
   }
   return best!.params;
 }
 
-function runEm(x: Float64Array, n: number, dim: number, K: number, rng: Rng, iterations: number): { params: MixtureParams; logLik: number } {
-  const means = new Float64Array(K * dim);
-  const vars = new Float64Array(K * dim).fill(1);
-  const weights = new Float64Array(K).fill(1 / K);
-  seedMeans(x, n, dim, K, rng, means);
+/**
+ * More EM on every row of `data`, from `m`: the K search fits on a subsample (5,000 rows) to
+ * stay fast; the mixture a flow starts from (and falls back to) uses every training row.
+ * 8gaussians, K = 8: test LL −2.8265 from 5,000 rows, −2.8232 from all 25,000.
+ */
+export function refineMixture(data: Float32Array, dim: number, m: MixtureParams, iterations = 100): MixtureParams {
+  const { x, n } = evenlySpaced(data, dim, Infinity);
+  const K = m.logits.length;
+  const max = Math.max(...m.logits);
+  const w = Float64Array.from(m.logits, (l) => Math.exp(l - max));
+  const total = w.reduce((a, v) => a + v, 0);
+  const start = {
+    means: Float64Array.from(m.means),
+    vars: Float64Array.from(m.logStd, (ls) => Math.exp(2 * ls)),
+    weights: w.map((v) => v / total),
+  };
+  if (start.weights.length !== K) throw new Error('refineMixture: inconsistent mixture');
+  return runEm(x, n, dim, start, iterations).params;
+}
 
+/** Every `stride`-th row as float64 so that fewer than 2·`maxRows` rows remain. */
+function evenlySpaced(data: Float32Array, dim: number, maxRows: number): { x: Float64Array; n: number } {
+  const all = data.length / dim;
+  const stride = Math.max(1, Math.floor(all / maxRows));
+  const n = Math.floor(all / stride);
+  const x = new Float64Array(n * dim);
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) x[i * dim + d] = data[i * stride * dim + d];
+  return { x, n };
+}
+
+/** EM from `start` (its arrays are updated in place). */
+function runEm(
+  x: Float64Array,
+  n: number,
+  dim: number,
+  start: { means: Float64Array; vars: Float64Array; weights: Float64Array },
+  iterations: number,
+): { params: MixtureParams; logLik: number } {
+  const { means, vars, weights } = start;
+  const K = weights.length;
   const resp = new Float64Array(n * K);
   const logw = new Float64Array(K);
   let logLik = -Infinity;
@@ -187,6 +219,18 @@ function seedMeans(x: Float64Array, n: number, dim: number, K: number, rng: Rng,
       }
     }
   }
+}
+
+/**
+ * The mixture with its coordinates reordered: coordinate j of the result is coordinate
+ * `perm[j]` of `m`. EM fits in data coordinates, but a flow whose couplings are the identity
+ * still permutes (basePermutation), so its base must be reordered to match.
+ */
+export function permuteMixture(m: MixtureParams, perm: readonly number[]): MixtureParams {
+  const K = m.logits.length;
+  const D = perm.length;
+  const reorder = (a: Float32Array): Float32Array => Float32Array.from(a, (_, i) => a[Math.floor(i / D) * D + perm[i % D]]);
+  return { logits: Float32Array.from(m.logits), means: reorder(m.means), logStd: reorder(m.logStd) };
 }
 
 /** How many entries a K-component mixture base adds at the end of a flow's parameter vector. */

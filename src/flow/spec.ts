@@ -107,6 +107,17 @@ export function makePermutations(dim: number, layers: number, rng: Rng): number[
 }
 
 /**
+ * Where each base coordinate comes from when every coupling is the identity: layer l reads
+ * u[perm_l] and passes its halves on in that order, so the flow maps x to z = x[result].
+ * A base fitted in data coordinates (the EM mixture) is reordered by this.
+ */
+export function basePermutation(spec: FlowSpec): number[] {
+  let q = Array.from({ length: spec.dim }, (_, i) => i);
+  for (const p of spec.permutations) q = p.map((i) => q[i]);
+  return q;
+}
+
+/**
  * Depth and width by dimension and data size. Above 2-D each layer transforms only half
  * the coordinates under a random permutation, and with enough data more layers help
  * (gmm10d, 10-D, 20k rows: test LL −13.45 with 8 layers, −13.41 with 12; truth −13.17).

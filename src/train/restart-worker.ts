@@ -23,7 +23,7 @@ try {
       shouldStop: () => Atomics.load(stop, 0) !== 0,
       onRecover: (message) => post({ type: 'warn', message }),
       onEpoch: (report) => post({ type: 'epoch', report }),
-    });
+    }, init.fallback);
     const params = Float32Array.from(result.params);
     post({ type: 'done', result: { ...result, params } }, [params.buffer]);
   } finally {

@@ -18,6 +18,8 @@ export interface Restart {
   init: Float32Array;
   /** The flow this restart trains when it differs from the shared one (e.g. its base density). */
   flow?: Flow;
+  /** Parameters kept instead if no epoch validates better (see train). */
+  fallback?: Float32Array;
 }
 
 export interface RestartOutcome {
@@ -48,6 +50,7 @@ export interface RestartWorkerInit {
   spec: FlowSpec;
   standardization: Standardization;
   init: Float32Array;
+  fallback: Float32Array | null;
   train: Float32Array;
   val: Float32Array;
   cfg: TrainConfig;
@@ -96,11 +99,19 @@ export async function trainRestarts(
   const attempts: Attempt[] = new Array(restarts.length);
   const runHere = async (i: number): Promise<void> => {
     try {
-      const result = await train(restarts[i].flow ?? flow, restarts[i].init, trainRows, valRows, { ...cfg, seed: restarts[i].seed }, {
-        shouldStop,
-        onEpoch: (r) => hooks.onEpoch?.(i, r),
-        onRecover: (m) => hooks.onRecover?.(i, m),
-      });
+      const result = await train(
+        restarts[i].flow ?? flow,
+        restarts[i].init,
+        trainRows,
+        valRows,
+        { ...cfg, seed: restarts[i].seed },
+        {
+          shouldStop,
+          onEpoch: (r) => hooks.onEpoch?.(i, r),
+          onRecover: (m) => hooks.onRecover?.(i, m),
+        },
+        restarts[i].fallback ?? null,
+      );
       attempts[i] = { ok: true, result };
     } catch (err) {
       attempts[i] = { ok: false, error: err as Error };
@@ -171,6 +182,7 @@ function runInWorker(
     spec: flow.spec,
     standardization: flow.standardization,
     init: restart.init,
+    fallback: restart.fallback ?? null,
     train: trainRows,
     val: valRows,
     cfg: { ...cfg, seed: restart.seed },

@@ -58,6 +58,8 @@ export interface TrainResult {
   stopReason: StopReason;
   recoveries: number;
   samplesPerSecond: number;
+  /** The fallback validated better than every epoch: `params` are the fallback's, bestEpoch 0. */
+  fellBack: boolean;
 }
 
 export interface TrainHooks {
@@ -110,7 +112,10 @@ export function rowLogProbs(flow: Flow, params: Float32Array, rows: Float32Array
 
 /**
  * Trains `flow` from `init` on standardised rows (`train`, `val`: row-major, dim columns).
- * Returns the best parameters by validation NLL.
+ * Returns the best parameters by validation NLL. A `fallback` (e.g. the identity couplings
+ * over the EM mixture, when the flow starts elsewhere) is validated after training and
+ * returned if no epoch beat it; it does not count for patience, which would otherwise stop
+ * a random start before it has caught up with a fitted mixture.
  */
 export async function train(
   flow: Flow,
@@ -119,6 +124,7 @@ export async function train(
   valRows: Float32Array,
   cfg: TrainConfig,
   hooks: TrainHooks = {},
+  fallback: Float32Array | null = null,
 ): Promise<TrainResult> {
   const D = flow.spec.dim;
   const nTrain = trainRows.length / D;
@@ -248,10 +254,18 @@ export async function train(
       }
       await yieldToLoop();
     }
+    const fallbackVal = fallback ? meanNll(flow, fallback, valT, nVal) : Number.NaN;
+    const fellBack = epochsRun > 0 && fallbackVal < bestVal;
+    if (fellBack) {
+      best.set(fallback as Float32Array);
+      bestVal = fallbackVal;
+      bestEpoch = 0;
+    }
     return {
       params: best,
       epochsRun,
       bestEpoch,
+      fellBack,
       bestValNll: epochsRun > 0 ? bestVal + offset : Number.NaN,
       history,
       stopReason,
