@@ -164,6 +164,25 @@ test('fit picks a mixture base on clustered data; info, --json, sample and logpr
   assert.match((await runNf(['sample', '-m', m, '-n', '2'])).stderr, /expected|shape/);
 });
 
+test('a flow that validates worse than its EM mixture is saved as the mixture alone, and fit says so', async () => {
+  const dir = tempDir('nf-mix-');
+  const rng = new Rng(9);
+  const rows = blobs([[-2, 0], [2, 1], [0, -2], [1, 3]], 0.15, 2000, rng);
+  const csv = 'a,b\n' + Array.from({ length: 2000 }, (_, i) => `${rows[2 * i]},${rows[2 * i + 1]}`).join('\n') + '\n';
+  // One epoch from random couplings cannot match EM on four Gaussian blobs.
+  const r = await runNf(['fit', '-', '-m', join(dir, 'm'), '--components', '4', '--epochs', '1', '--restarts', '1', '--seed', '1'], { input: csv });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /the 4-Gaussian mixture alone validated better than the trained flow over it; saved the mixture/);
+  assert.match(r.stderr, /best val log-lik \S+ nats\/row \(epoch 0\)/);
+  assert.match((await runNf(['info', '-m', join(dir, 'm')])).stdout, /training\s+1 epochs \(best 0: the mixture alone,/);
+  // The saved model is that mixture: the blobs' held-out rows score as under the generating one.
+  const held = blobs([[-2, 0], [2, 1], [0, -2], [1, 3]], 0.15, 2000, rng);
+  const truth = { logits: new Float32Array(4), means: Float32Array.from([-2, 0, 2, 1, 0, -2, 1, 3]), logStd: new Float32Array(8).fill(Math.log(0.15)) };
+  const e = await runNf(['eval', '-', '-m', join(dir, 'm'), '--json'], { input: 'a,b\n' + Array.from({ length: 2000 }, (_, i) => `${held[2 * i]},${held[2 * i + 1]}`).join('\n') + '\n' });
+  assert.equal(e.code, 0, e.stderr);
+  assert.ok(Math.abs(JSON.parse(e.stdout).meanLogLik - mixtureLogLik(truth, held, 2)) < 0.03, e.stdout);
+});
+
 test('--components does not apply to --target fits', async () => {
   const r = await runNf(['fit', '--target', example('targets/banana.mjs'), '--components', '3', '-m', join(tempDir('nf-mix-'), 'm')]);
   assert.equal(r.code, 2);

@@ -52,7 +52,7 @@ export async function info(opts: InfoOptions): Promise<number> {
   if (t && typeof t.epochs === 'number') {
     lines.push(
       `trained on   ${t.source ?? '?'}: ${t.trainRows} train / ${t.valRows} val rows${t.droppedRows ? ` (${t.droppedRows} dropped)` : ''}${t.dequantize ? ', dequantized' : ''}`,
-      `training     ${t.epochs} epochs (best ${t.bestEpoch}, ${t.stopReason}), batch ${t.batchSize}, lr ${t.lr}${t.weightDecay ? `, weight decay ${t.weightDecay}` : ''}, seed ${t.seed}`,
+      `training     ${t.epochs} epochs (best ${t.bestEpoch}${t.bestEpoch === 0 && f.mixture ? ': the mixture alone' : ''}, ${t.stopReason}), batch ${t.batchSize}, lr ${t.lr}${t.weightDecay ? `, weight decay ${t.weightDecay}` : ''}, seed ${t.seed}`,
       `val loglik   ${(-t.bestValNll).toFixed(4)} nats/row (${(-t.bestValNll / f.dim).toFixed(4)} nats/dim)`,
       ...(Array.isArray(t.restarts) && t.restarts.length > 1
         ? [
