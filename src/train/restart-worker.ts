@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { startEngine } from '../engine.js';
 import { UserError } from '../errors.js';
 import { Flow } from '../flow/flow.js';
-import { train } from './trainer.js';
+import { train, type EpochReport } from './trainer.js';
 import type { RestartWorkerInit, RestartWorkerMessage } from './restarts.js';
 
 const init = workerData as RestartWorkerInit;
@@ -19,11 +19,12 @@ try {
   await startEngine(init.cfg.backend);
   const flow = new Flow(init.spec, init.standardization);
   try {
-    const result = await train(flow, init.init, init.train, init.val, { ...init.cfg, threads: 1 }, {
+    const hooks = {
       shouldStop: () => Atomics.load(stop, 0) !== 0,
-      onRecover: (message) => post({ type: 'warn', message }),
-      onEpoch: (report) => post({ type: 'epoch', report }),
-    }, init.fallback);
+      onRecover: (message: string) => post({ type: 'warn', message }),
+      onEpoch: (report: EpochReport) => post({ type: 'epoch', report }),
+    };
+    const result = await train(flow, init.init, init.train, init.val, { ...init.cfg, threads: 1 }, hooks, init.fallback);
     const params = Float32Array.from(result.params);
     post({ type: 'done', result: { ...result, params } }, [params.buffer]);
   } finally {
