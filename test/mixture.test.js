@@ -170,10 +170,14 @@ test('a flow that validates worse than its EM mixture is saved as the mixture al
   const rows = blobs([[-2, 0], [2, 1], [0, -2], [1, 3]], 0.15, 2000, rng);
   const csv = 'a,b\n' + Array.from({ length: 2000 }, (_, i) => `${rows[2 * i]},${rows[2 * i + 1]}`).join('\n') + '\n';
   // One epoch from random couplings cannot match EM on four Gaussian blobs.
-  const r = await runNf(['fit', '-', '-m', join(dir, 'm'), '--components', '4', '--epochs', '1', '--restarts', '1', '--seed', '1'], { input: csv });
+  // Two restarts: the second trains in a worker thread (two cores), which gets the fallback too.
+  const r = await runNf(['fit', '-', '-m', join(dir, 'm'), '--components', '4', '--epochs', '1', '--restarts', '2', '--seed', '1', '--json'], { input: csv, env: { NF_THREADS: '2' } });
   assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.bestEpoch, 0);
+  assert.equal(j.restartValNlls[0], j.restartValNlls[1], 'both restarts kept the same mixture');
   assert.match(r.stderr, /the 4-Gaussian mixture alone validated better than the trained flow over it; saved the mixture/);
-  assert.match(r.stderr, /best val log-lik \S+ nats\/row \(epoch 0\)/);
+  assert.match(r.stderr, /best val log-lik \S+ nats\/row \(epoch 0, restart 1 of 2\)/);
   assert.match((await runNf(['info', '-m', join(dir, 'm')])).stdout, /training\s+1 epochs \(best 0: the mixture alone,/);
   // The saved model is that mixture: the blobs' held-out rows score as under the generating one.
   const held = blobs([[-2, 0], [2, 1], [0, -2], [1, 3]], 0.15, 2000, rng);
