@@ -35,12 +35,14 @@ export function fitMixture(data: Float32Array, dim: number, K: number, rng: Rng,
 }
 
 /**
- * More EM on every row of `data`, from `m`: the K search fits on a subsample (5,000 rows) to
- * stay fast; the mixture a flow starts from (and falls back to) uses every training row.
- * 8gaussians, K = 8: test LL −2.8265 from 5,000 rows, −2.8232 from all 25,000.
+ * More EM from `m` on up to `maxRows` evenly spaced rows of `data` (every row of the bench's
+ * sets): the K search fits on 5,000 rows to stay fast; the mixture a flow starts from (and
+ * falls back to) uses more. 8gaussians, K = 8: test LL −2.8265 from 5,000 rows, −2.8232 from
+ * 25,000; rings, K = 32: training LL −2.441 → −2.288. At 20,000 rows × 10 columns, K = 32,
+ * this takes about 15 s.
  */
-export function refineMixture(data: Float32Array, dim: number, m: MixtureParams, iterations = 100): MixtureParams {
-  const { x, n } = evenlySpaced(data, dim, Infinity);
+export function refineMixture(data: Float32Array, dim: number, m: MixtureParams, iterations = 100, maxRows = 20000): MixtureParams {
+  const { x, n } = evenlySpaced(data, dim, maxRows);
   const K = m.logits.length;
   const max = Math.max(...m.logits);
   const w = Float64Array.from(m.logits, (l) => Math.exp(l - max));
