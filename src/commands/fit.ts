@@ -165,8 +165,9 @@ function progressLine(latest: (EpochReport | undefined)[], restarts: number, wor
 
 /**
  * The base density's starting point: a diagonal Gaussian mixture fitted to the training
- * rows (K chosen on validation unless given), or null for a standard normal base, which is
- * also what a chosen K of 1 means (after standardisation the two hardly differ).
+ * rows (K chosen on validation unless given, then refined on more rows), or null for a
+ * standard normal base, which is also what a chosen K of 1 means (after standardisation
+ * the two hardly differ). In data coordinates: see permuteMixture.
  */
 async function startingMixture(data: Prepared, D: number, components: number | undefined, rng: Rng): Promise<MixtureParams | null> {
   if (components === 0) return null;
@@ -230,7 +231,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const aligned = base && mixFlow ? permuteMixture(base, basePermutation(mixFlow.spec)) : null;
   // The mixture alone (every coupling the identity): a mixture restart that never validates
   // better keeps it. On 8gaussians, which is a mixture of 8 Gaussians, no flow did.
-  let fallback: Float32Array | null = null;
+  let fallback: Float32Array | undefined;
   if (aligned && mixFlow) {
     fallback = new Float32Array(mixFlow.size);
     setMixture(fallback, aligned);
@@ -246,7 +247,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
     const init = initParams(f.spec, i === 0 ? rng : new Rng(s), f === mixFlow ? { lastLayerScale: MIXTURE_LAST_LAYER_SCALE } : {});
     if (aligned && f === mixFlow) {
       setMixture(init, aligned);
-      return { seed: s, init, flow: f, fallback: fallback ?? undefined };
+      return { seed: s, init, flow: f, fallback };
     }
     return { seed: s, init, flow: f };
   });
