@@ -231,11 +231,8 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const aligned = base && mixFlow ? permuteMixture(base, basePermutation(mixFlow.spec)) : null;
   // The mixture alone (every coupling the identity): a mixture restart that never validates
   // better keeps it. On 8gaussians, which is a mixture of 8 Gaussians, no flow did.
-  let fallback: Float32Array | undefined;
-  if (aligned && mixFlow) {
-    fallback = new Float32Array(mixFlow.size);
-    setMixture(fallback, aligned);
-  }
+  const fallback = mixFlow ? new Float32Array(mixFlow.size) : undefined;
+  if (fallback && aligned) setMixture(fallback, aligned);
   // Small data sets get smaller batches so an epoch still has several steps.
   const lr = opts.lr ?? DEFAULT_LR;
   const batchSize = opts.batchSize ?? Math.max(32, Math.min(512, Math.ceil(data.trainRows / 8)));

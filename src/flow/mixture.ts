@@ -43,7 +43,6 @@ export function fitMixture(data: Float32Array, dim: number, K: number, rng: Rng,
  */
 export function refineMixture(data: Float32Array, dim: number, m: MixtureParams, iterations = 100, maxRows = 20000): MixtureParams {
   const { x, n } = evenlySpaced(data, dim, maxRows);
-  const K = m.logits.length;
   const max = Math.max(...m.logits);
   const w = Float64Array.from(m.logits, (l) => Math.exp(l - max));
   const total = w.reduce((a, v) => a + v, 0);
@@ -52,7 +51,6 @@ export function refineMixture(data: Float32Array, dim: number, m: MixtureParams,
     vars: Float64Array.from(m.logStd, (ls) => Math.exp(2 * ls)),
     weights: w.map((v) => v / total),
   };
-  if (start.weights.length !== K) throw new Error('refineMixture: inconsistent mixture');
   return runEm(x, n, dim, start, iterations).params;
 }
 

@@ -50,7 +50,7 @@ export interface RestartWorkerInit {
   spec: FlowSpec;
   standardization: Standardization;
   init: Float32Array;
-  fallback: Float32Array | null;
+  fallback?: Float32Array;
   train: Float32Array;
   val: Float32Array;
   cfg: TrainConfig;
@@ -110,7 +110,7 @@ export async function trainRestarts(
           onEpoch: (r) => hooks.onEpoch?.(i, r),
           onRecover: (m) => hooks.onRecover?.(i, m),
         },
-        restarts[i].fallback ?? null,
+        restarts[i].fallback,
       );
       attempts[i] = { ok: true, result };
     } catch (err) {
@@ -182,7 +182,7 @@ function runInWorker(
     spec: flow.spec,
     standardization: flow.standardization,
     init: restart.init,
-    fallback: restart.fallback ?? null,
+    fallback: restart.fallback,
     train: trainRows,
     val: valRows,
     cfg: { ...cfg, seed: restart.seed },

@@ -124,7 +124,7 @@ export async function train(
   valRows: Float32Array,
   cfg: TrainConfig,
   hooks: TrainHooks = {},
-  fallback: Float32Array | null = null,
+  fallback?: Float32Array,
 ): Promise<TrainResult> {
   const D = flow.spec.dim;
   const nTrain = trainRows.length / D;
@@ -254,12 +254,15 @@ export async function train(
       }
       await yieldToLoop();
     }
-    const fallbackVal = fallback ? meanNll(flow, fallback, valT, nVal) : Number.NaN;
-    const fellBack = epochsRun > 0 && fallbackVal < bestVal;
-    if (fellBack) {
-      best.set(fallback as Float32Array);
-      bestVal = fallbackVal;
-      bestEpoch = 0;
+    let fellBack = false;
+    if (fallback && epochsRun > 0) {
+      const val = meanNll(flow, fallback, valT, nVal);
+      if (val < bestVal) {
+        best.set(fallback);
+        bestVal = val;
+        bestEpoch = 0;
+        fellBack = true;
+      }
     }
     return {
       params: best,
