@@ -234,6 +234,52 @@ function validateSpec(v: Json | undefined): FlowSpec {
   return spec;
 }
 
+/** A JSON number, or null where a float NaN was written (e.g. a --target fit has no validation NLL). */
+function numOrNull(v: Json | undefined, what: string): void {
+  if (v !== null) num(v, what);
+}
+const count = (v: Json | undefined, what: string): void => void int(v, what, 0, Number.MAX_SAFE_INTEGER);
+
+/**
+ * The training summary: the fields every checkpoint has are required, the later ones are
+ * checked when present. Only their types: `info` prints them, nothing computes with them.
+ */
+function validateTraining(v: Json | undefined): TrainingSummary {
+  const t = obj(v, 'training');
+  for (const k of ['epochs', 'bestEpoch', 'trainRows', 'valRows']) count(t[k], `training.${k}`);
+  numOrNull(t.bestValNll, 'training.bestValNll');
+  num(t.seconds, 'training.seconds', (n) => Number.isFinite(n) && n >= 0);
+  str(t.backend, 'training.backend');
+  const optional: [string, (x: Json | undefined, what: string) => void][] = [
+    ['droppedRows', count], ['seed', count], ['batchSize', count], ['patience', count],
+    ['samplesPerSecond', num], ['lr', num], ['valSplit', num], ['emaDecay', num], ['weightDecay', num],
+    ['stopReason', str], ['source', str], ['createdAt', str],
+    ['dequantize', (x, what) => { if (typeof x !== 'boolean') throw new Invalid(`${what} must be true or false`); }],
+  ];
+  for (const [k, check] of optional) if (t[k] !== undefined) check(t[k], `training.${k}`);
+  if (t.history !== undefined) {
+    arr(t.history, 'training.history').forEach((h, i) => {
+      const e = obj(h, `training.history[${i}]`);
+      count(e.epoch, `training.history[${i}].epoch`);
+      numOrNull(e.trainNll, `training.history[${i}].trainNll`);
+      numOrNull(e.valNll, `training.history[${i}].valNll`);
+    });
+  }
+  if (t.restarts !== undefined) {
+    const restarts = arr(t.restarts, 'training.restarts');
+    restarts.forEach((r, i) => {
+      const e = obj(r, `training.restarts[${i}]`);
+      for (const k of ['seed', 'epochs', 'bestEpoch']) count(e[k], `training.restarts[${i}].${k}`);
+      if (e.components !== undefined) count(e.components, `training.restarts[${i}].components`);
+      numOrNull(e.bestValNll, `training.restarts[${i}].bestValNll`);
+      str(e.stopReason, `training.restarts[${i}].stopReason`);
+    });
+    if (t.chosenRestart !== undefined) int(t.chosenRestart, 'training.chosenRestart', 0, restarts.length - 1);
+  }
+  if (t.logprobQuantiles !== undefined) arr(t.logprobQuantiles, 'training.logprobQuantiles').forEach((q) => num(q, 'training.logprobQuantiles'));
+  return t as unknown as TrainingSummary;
+}
+
 function validateMeta(raw: Json): ModelMeta {
   const m = obj(raw, 'model.json');
   if (m.format !== FORMAT) throw new Invalid(`not an nf checkpoint (format is ${JSON.stringify(m.format ?? null)}, expected "${FORMAT}")`);
@@ -243,13 +289,16 @@ function validateMeta(raw: Json): ModelMeta {
   if (versionFor(flow) > version) throw new Invalid(`flow.mixture needs checkpoint format version ${versionFor(flow)}, the file says ${version}`);
   const columns = arr(m.columns, 'columns').map((c, i) => str(c, `columns[${i}]`));
   if (columns.length !== flow.dim) throw new Invalid(`${columns.length} column names for a ${flow.dim}-dimensional flow`);
+  // As the CSV reader demands of a header: logprob could never match an empty name.
+  const empty = columns.indexOf('');
+  if (empty >= 0) throw new Invalid(`columns[${empty}] is an empty name`);
   const dup = columns.find((c, i) => columns.indexOf(c) !== i);
   if (dup !== undefined) throw new Invalid(`column name ${JSON.stringify(dup)} appears twice`);
   const st = obj(m.standardization, 'standardization');
   const mean = arr(st.mean, 'standardization.mean').map((x) => num(x, 'standardization.mean'));
   const std = arr(st.std, 'standardization.std').map((x) => num(x, 'standardization.std', (n) => Number.isFinite(n) && n > 0));
   if (mean.length !== flow.dim || std.length !== flow.dim) throw new Invalid('standardization does not match the flow dimension');
-  const training = obj(m.training ?? {}, 'training') as unknown as TrainingSummary;
+  const training = validateTraining(m.training);
   const manifest = arr(m.weightsManifest, 'weightsManifest').map((g, gi) => {
     const go = obj(g, `weightsManifest[${gi}]`);
     return {

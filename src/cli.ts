@@ -242,6 +242,12 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     code = c;
   });
   try {
+    // Commander answers a bare `nf` and `nf help <unknown>` with the whole help text; the
+    // contract wants one line for every failure.
+    const args = argv.slice(2);
+    const commands = program.commands.map((c) => c.name());
+    if (args.length === 0) throw new UsageError(`no command given; one of ${commands.join(', ')} (see --help)`);
+    if (args[0] === 'help' && args.length > 1 && !commands.includes(args[1])) throw new UsageError(`unknown command '${args[1]}' (see --help)`);
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -195,6 +195,9 @@ test('bad options are usage errors: exit 2, one line, nothing on stdout', async 
   await inBatches(cases.map((args) => async () => assertFails(await nf(args), 2, /./, args.join(' '))));
   assertFails(await nf(['sample', '-m', moons], { env: { NF_BACKEND: 'gpu' } }), 2, /unknown backend 'gpu' \(expected one of: tensorflow, wasm, cpu\)/, 'NF_BACKEND=gpu');
   assertFails(await nf(['fit', csv, '--columns', '0', '-m', join(cwd, 'never-written')]), 1, /--columns 0: column indices start at 1/, 'fit --columns 0');
+  // A name and an index for the same column: refused before anything is trained or written.
+  assertFails(await nf(['fit', csv, '--columns', '1,x1', '-m', join(cwd, 'never-written')]), 2, /--columns 1 and x1 both pick column 1 \('x1'\)/, 'fit --columns 1,x1');
+  assert.ok(!existsSync(join(cwd, 'never-written')));
   // Options that do not apply to the kind of fit are refused, not ignored (--steps ran a full fit).
   assertFails(await nf(['fit', csv, '--steps', '5']), 2, /fit: --steps applies to --target fits; a fit to data runs up to --epochs/, 'fit --steps');
   const target = join(root, 'examples', 'targets', 'banana.mjs');

@@ -93,6 +93,11 @@ test('more damage: JSON that is not an object, duplicate columns, extra bytes, a
   await refused('array', (d) => writeFileSync(join(d, 'model.json'), '[1, 2, 3]'), /model\.json: model\.json must be an object/);
   await refused('null', (d) => writeFileSync(join(d, 'model.json'), 'null'), /model\.json must be an object/);
   await refused('dup-columns', editJson((m) => (m.columns = ['x1', 'x1'])), /column name "x1" appears twice/);
+  await refused('empty-column', editJson((m) => (m.columns = ['', 'x2'])), /columns\[0\] is an empty name/);
+  await refused('no-training', editJson((m) => delete m.training), /training must be an object/);
+  await refused('training-epochs', editJson((m) => (m.training.epochs = 'lots')), /training\.epochs is missing or invalid/);
+  await refused('training-history', editJson((m) => (m.training.history = 5)), /training\.history must be an array/);
+  await refused('training-restarts', editJson((m) => (m.training.restarts = [null])), /training\.restarts\[0\] must be an object/);
   await refused('long-weights', (d) => writeFileSync(join(d, 'weights.bin'), Buffer.concat([readFileSync(join(d, 'weights.bin')), Buffer.alloc(8)])), /bytes, expected .* \(truncated or mismatched\)/);
   await refused('weights-dir', (d) => rmSync(join(d, 'weights.bin')) || mkdirSync(join(d, 'weights.bin')), /weights\.bin: not a regular file \(refused\)/);
   const file = join(dir, 'a-file');

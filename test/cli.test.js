@@ -234,6 +234,18 @@ test('dimension mismatch in logprob names the missing columns', async () => {
   assert.match(n.stderr, /3 column\(s\) without a header, the model has 2/);
 });
 
+test('a bare nf and nf help <unknown> are usage errors of one line', async () => {
+  const bare = await runNf([]);
+  assert.equal(bare.code, 2);
+  assert.match(bare.stderr, /^nf: error: no command given; one of fit, sample, logprob, eval, .*\(see --help\)\n$/);
+  const h = await runNf(['help', 'bogus']);
+  assert.equal(h.code, 2);
+  assert.equal(h.stderr, "nf: error: unknown command 'bogus' (see --help)\n");
+  const known = await runNf(['help', 'sample']);
+  assert.equal(known.code, 0);
+  assert.match(known.stdout, /Usage: nf sample/);
+});
+
 test('help and version exit 0', async () => {
   const h = await runNf(['--help']);
   assert.equal(h.code, 0);

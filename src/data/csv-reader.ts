@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { escapeControls, UserError } from '../errors.js';
+import { escapeControls, UsageError, UserError } from '../errors.js';
 import { CsvSyntaxError, CsvTokenizer, type Records } from './csv-tokenizer.js';
 import { parseCell } from './numbers.js';
 
@@ -130,7 +130,7 @@ export interface Layout {
 
 function resolveColumns(source: string, fileColumns: string[], wanted: string[] | undefined, hasHeader: boolean): number[] {
   if (!wanted || wanted.length === 0) return fileColumns.map((_, i) => i);
-  return wanted.map((w) => {
+  const picked = wanted.map((w) => {
     const byName = hasHeader ? fileColumns.indexOf(w) : -1;
     if (byName >= 0) return byName;
     if (/^\d+$/.test(w)) {
@@ -142,6 +142,14 @@ function resolveColumns(source: string, fileColumns: string[], wanted: string[] 
       `${source}: --columns: no column named '${printable(w)}'${hasHeader ? ` (columns: ${printable(fileColumns.join(', '), 200)})` : ' (the file has no header; use 1-based indices)'}`,
     );
   });
+  // A name and an index can pick the same column (`--columns 3,c`): a bad option value,
+  // and a model over two copies of one column would be degenerate.
+  const again = picked.findIndex((c, i) => picked.indexOf(c) !== i);
+  if (again >= 0) {
+    const first = picked.indexOf(picked[again]);
+    throw new UsageError(`${source}: --columns ${printable(wanted[first])} and ${printable(wanted[again])} both pick column ${picked[again] + 1}${hasHeader ? ` ('${printable(fileColumns[picked[again]])}')` : ''}`);
+  }
+  return picked;
 }
 
 /** The columns that are read must have distinct, non-empty names (other columns may be anything). */
