@@ -121,4 +121,7 @@ test('plot refuses unknown formats, missing output and unknown columns with usag
   const col = await runNf(['plot', '-m', model3, '-o', join(dir, 'y.png'), '--columns', 'p,zz']);
   assert.equal(col.code, 2);
   assert.match(col.stderr, /no column 'zz'/);
+  const twice = await runNf(['plot', '-m', moons, '-o', join(dir, 'z.png'), '--columns', '1,x1']);
+  assert.equal(twice.code, 2);
+  assert.equal(twice.stderr, "nf: error: --columns 1 and x1 both pick column 'x1'\n");
 });

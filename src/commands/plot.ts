@@ -46,6 +46,8 @@ function pickColumns(model: Model, wanted: string[] | undefined): number[] {
     if (/^\d+$/.test(w) && Number(w) >= 1 && Number(w) <= cols.length) return Number(w) - 1;
     throw new UsageError(`--columns: the model has no column '${w}' (columns: ${cols.join(', ')})`);
   });
+  const again = picked.findIndex((c, i) => picked.indexOf(c) !== i);
+  if (again >= 0) throw new UsageError(`--columns ${wanted[picked.indexOf(picked[again])]} and ${wanted[again]} both pick column '${cols[picked[again]]}'`);
   if (picked.length < 2) throw new UsageError('--columns: choose at least two columns to plot');
   return picked;
 }
