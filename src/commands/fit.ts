@@ -226,6 +226,7 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   // mixture restart validated better on six of seven 2-D and 10-D sets (banana2d: 0.001 worse).
   const flow = new Flow(spec, data.standardization);
   const mixFlow = base ? new Flow({ ...spec, mixture: base.logits.length }, data.standardization) : null;
+  const restartFlow = mixFlow ?? flow;
   // The mixture in the base's coordinates: identity couplings still permute them.
   const aligned = base && mixFlow ? permuteMixture(base, basePermutation(mixFlow.spec)) : null;
   // The mixture alone (every coupling the identity): a mixture restart that never validates
@@ -239,13 +240,12 @@ async function fitWatched(input: string | undefined, opts: FitOptions, signals: 
   const restarts: Restart[] = Array.from({ length: opts.restarts }, (_, i) => {
     // Restart 0 is exactly the single-run fit of this seed; others get derived seeds.
     const s = i === 0 ? seed : (seed + Math.imul(i, 0x9e3779b9)) >>> 0;
-    const f = mixFlow ?? flow;
-    const init = initParams(f.spec, i === 0 ? rng : new Rng(s), f === mixFlow ? { lastLayerScale: MIXTURE_LAST_LAYER_SCALE } : {});
-    if (aligned && f === mixFlow) {
+    const init = initParams(restartFlow.spec, i === 0 ? rng : new Rng(s), aligned ? { lastLayerScale: MIXTURE_LAST_LAYER_SCALE } : {});
+    if (aligned) {
       setMixture(init, aligned);
-      return { seed: s, init, flow: f, fallback };
+      return { seed: s, init, flow: restartFlow, fallback };
     }
-    return { seed: s, init, flow: f };
+    return { seed: s, init, flow: restartFlow };
   });
   const workers = restartWorkers(engine.backend, opts.restarts);
   const latest: (EpochReport | undefined)[] = new Array(opts.restarts);
