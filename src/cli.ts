@@ -73,7 +73,7 @@ export function buildProgram(run: (code: number) => void): Command {
     .option('--layers <n>', 'coupling layers (default with 5000+ training rows: 64 for 2 columns, 12 for more; else 8)', integer(1, 1000))
     .option('--hidden <n>', 'units per hidden layer of each coupling network (default 64; 32 for 2 columns with 5000+ training rows)', integer(1, 4096))
     .option('--components <k>', 'Gaussians in the learned base mixture; 0 = a standard normal base (default: chosen on the validation rows, up to 32)', integer(0, 64))
-    .option('--epochs <n>', 'maximum number of epochs', integer(1), 300)
+    .option('--epochs <n>', 'maximum number of epochs', integer(1), 200)
     .option('--batch-size <n>', 'rows per optimiser step (default: 512, less for small data)', integer(1))
     .option('--lr <x>', 'Adam learning rate (default: 0.002; 0.001 for --target fits)', real(0, 1))
     .option('--val-split <f>', 'fraction of rows held out for early stopping', real(0, 0.9), 0.2)

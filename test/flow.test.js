@@ -236,17 +236,17 @@ test('hand-written gradient equals TensorFlow.js autodiff, with and without a mi
   }
 });
 
-test('default architecture: 8×64 for small data; with 5000+ training rows 64×32 in 2-D, 12×64 above; flags override', () => {
+test('default architecture: 8×64 for small data; with 5000+ training rows 96×32 in 2-D, 12×64 above; flags override', () => {
   assert.deepEqual(defaultArchitecture(2, 2400), { layers: 8, hidden: 64 });
   assert.deepEqual(defaultArchitecture(10, 4999), { layers: 8, hidden: 64 });
-  assert.deepEqual(defaultArchitecture(2, 5000), { layers: 64, hidden: 32 });
-  assert.deepEqual(defaultArchitecture(2, 20000), { layers: 64, hidden: 32 });
+  assert.deepEqual(defaultArchitecture(2, 5000), { layers: 96, hidden: 32 });
+  assert.deepEqual(defaultArchitecture(2, 20000), { layers: 96, hidden: 32 });
   assert.deepEqual(defaultArchitecture(3, 5000), { layers: 12, hidden: 64 });
   assert.deepEqual(defaultArchitecture(64, 20000), { layers: 12, hidden: 64 });
   const spec = buildSpec('rnvp', 2, { hidden: 48 }, defaultArchitecture(2, 20000), new Rng(1));
   assert.equal(spec.hidden, 48);
-  assert.equal(spec.layers, 64);
-  assert.equal(spec.permutations.length, 64);
+  assert.equal(spec.layers, 96);
+  assert.equal(spec.permutations.length, 96);
   assert.equal(buildSpec('rnvp', 2, { layers: 10 }, defaultArchitecture(2, 20000), new Rng(1)).hidden, 32);
 });
 

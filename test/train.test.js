@@ -136,7 +136,7 @@ test('Adam weight decay is decoupled: with a zero gradient each step shrinks by 
   assert.deepEqual(Array.from(s.subarray(1)), [-4, 3]);
 });
 
-test('a fallback is kept only when it validates better than every epoch, and never cuts training short', async () => {
+test('a fallback is kept only when it validates better than every epoch, and stops a flow only after 3×patience epochs without beating it', async () => {
   await startEngine('cpu');
   const rng = new Rng(8);
   // Two tight blobs: a two-component mixture with identity couplings is nearly the truth.
@@ -155,7 +155,7 @@ test('a fallback is kept only when it validates better than every epoch, and nev
   setMixture(bad, { logits: new Float32Array(2), means: Float32Array.from([9, 9, -9, -9]), logStd: new Float32Array(4) });
   const init = initParams(spec, new Rng(2), { lastLayerScale: 1 });
   setMixture(init, { logits: new Float32Array(2), means: new Float32Array(4), logStd: new Float32Array(4) });
-  const cfg = { epochs: 3, batchSize: 100, lr: 1e-4, patience: 1, clipNorm: 5, warmupSteps: 1, plateauEpochs: 0, weightDecay: 0, seed: 1, threads: 1, backend: 'cpu' };
+  const cfg = { epochs: 5, batchSize: 100, lr: 1e-4, patience: 1, clipNorm: 5, warmupSteps: 1, plateauEpochs: 0, weightDecay: 0, seed: 1, threads: 1, backend: 'cpu' };
   const val = rows.subarray(2400);
   const none = await train(flow, init, rows.subarray(0, 2400), val, cfg);
   const kept = await train(flow, init, rows.subarray(0, 2400), val, cfg, {}, good);
@@ -167,9 +167,15 @@ test('a fallback is kept only when it validates better than every epoch, and nev
   const lp = rowLogProbs(flow, kept.params, val);
   assert.ok(Math.abs(-lp.reduce((a, b) => a + b, 0) / lp.length - kept.bestValNll) < 1e-4);
   assert.ok(kept.bestValNll < none.bestValNll - 0.5, `${kept.bestValNll} vs ${none.bestValNll}`);
-  // Patience ran on the trained epochs alone: the same epochs, the same history.
-  assert.deepEqual(kept.history, none.history);
+  // Improving every epoch, the flow alone runs all 5; behind the fallback it gets 3 (3 × patience).
+  assert.equal(none.epochsRun, 5);
+  assert.equal(none.stopReason, 'epochs');
+  assert.equal(kept.epochsRun, 3);
+  assert.equal(kept.stopReason, 'patience');
+  assert.deepEqual(kept.history, none.history.slice(0, 3));
+  // A fallback the flow beats changes nothing: the same epochs, the same weights.
   assert.equal(ignored.fellBack, false);
+  assert.deepEqual(ignored.history, none.history);
   assert.deepEqual(Array.from(ignored.params), Array.from(none.params));
   flow.dispose();
 });

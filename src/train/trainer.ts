@@ -70,6 +70,12 @@ export interface TrainHooks {
 }
 
 const MAX_RECOVERIES = 4;
+/**
+ * Epochs, in units of patience, a flow gets to beat the fallback before it is stopped. On
+ * the 2-D sets (seed 0, 64 and 96 couplings) flows that beat their mixture did so by epoch
+ * 40; 8gaussians at 96 couplings trained 152 epochs without doing so.
+ */
+const FALLBACK_GRACE = 3;
 const EVAL_CHUNK = 8192;
 
 /** Yield to the event loop so signal handlers and spinners get to run. */
@@ -113,9 +119,10 @@ export function rowLogProbs(flow: Flow, params: Float32Array, rows: Float32Array
 /**
  * Trains `flow` from `init` on standardised rows (`train`, `val`: row-major, dim columns).
  * Returns the best parameters by validation NLL. A `fallback` (e.g. the identity couplings
- * over the EM mixture, when the flow starts elsewhere) is validated after training and
- * returned if no epoch beat it; it does not count for patience, which would otherwise stop
- * a random start before it has caught up with a fitted mixture.
+ * over the EM mixture, when the flow starts elsewhere) is returned if no epoch beat it. It
+ * does not count for patience, which would otherwise stop a random start before it has
+ * caught up with a fitted mixture; but a flow that has not beaten it after
+ * FALLBACK_GRACE × patience epochs is stopped, as further epochs would not be kept.
  */
 export async function train(
   flow: Flow,
@@ -145,6 +152,7 @@ export async function train(
   let emaSteps = 0;
   const offset = flow.logStdSum; // standardised NLL + Σ log std = original-units NLL
   const initial = meanNll(flow, params, valT, nVal);
+  const fallbackVal = fallback ? meanNll(flow, fallback, valT, nVal) : Number.POSITIVE_INFINITY;
   let bestVal = initial;
   let bestEpoch = 0;
   let lrScale = 1;
@@ -243,7 +251,7 @@ export async function train(
         elapsedMs: Date.now() - started,
         lr: cfg.lr * lrScale,
       });
-      if (epoch - bestEpoch >= cfg.patience) {
+      if (epoch - bestEpoch >= cfg.patience || (epoch >= FALLBACK_GRACE * cfg.patience && bestVal >= fallbackVal)) {
         stopReason = 'patience';
         break;
       }
@@ -256,10 +264,9 @@ export async function train(
     }
     let fellBack = false;
     if (fallback && epochsRun > 0) {
-      const val = meanNll(flow, fallback, valT, nVal);
-      if (val < bestVal) {
+      if (fallbackVal < bestVal) {
         best.set(fallback);
-        bestVal = val;
+        bestVal = fallbackVal;
         bestEpoch = 0;
         fellBack = true;
       }
