@@ -136,7 +136,7 @@ test('Adam weight decay is decoupled: with a zero gradient each step shrinks by 
   assert.deepEqual(Array.from(s.subarray(1)), [-4, 3]);
 });
 
-test('a fallback is kept only when it validates better than every epoch, and stops a flow only after 3×patience epochs without beating it', async () => {
+test('a fallback is kept only when it validates better than every epoch; after 3×patience epochs a flow behind it stops unless it is closing the gap', async () => {
   await startEngine('cpu');
   const rng = new Rng(8);
   // Two tight blobs: a two-component mixture with identity couplings is nearly the truth.
@@ -173,6 +173,15 @@ test('a fallback is kept only when it validates better than every epoch, and sto
   assert.equal(kept.epochsRun, 3);
   assert.equal(kept.stopReason, 'patience');
   assert.deepEqual(kept.history, none.history.slice(0, 3));
+  // A fallback the flow is closing on fast enough (the weights of its own epoch 4, with
+  // gains shrinking epoch by epoch) does not stop it at epoch 3.
+  const gains = none.history.map((h, i) => (i === 0 ? Infinity : none.history[i - 1].valNll - h.valNll));
+  assert.ok(gains[1] > gains[2] && gains[2] > gains[3] && gains[3] > 0, `gains ${gains}`);
+  const epoch4 = await train(flow, init, rows.subarray(0, 2400), val, { ...cfg, epochs: 4 });
+  const closing = await train(flow, init, rows.subarray(0, 2400), val, cfg, {}, epoch4.params);
+  assert.equal(closing.epochsRun, 5);
+  assert.equal(closing.fellBack, false);
+  assert.deepEqual(closing.history, none.history);
   // A fallback the flow beats changes nothing: the same epochs, the same weights.
   assert.equal(ignored.fellBack, false);
   assert.deepEqual(ignored.history, none.history);
