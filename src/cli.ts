@@ -70,7 +70,7 @@ export function buildProgram(run: (code: number) => void): Command {
     .option('--no-header', 'the first row is data (default: detect a header)')
     .option('--columns <list>', 'columns to model: names or 1-based indices, comma-separated', columnList)
     .addOption(new Option('--flow <type>', 'rnvp (affine coupling) or nice (additive)').default('rnvp').argParser(choice(['rnvp', 'nice'] as const)))
-    .option('--layers <n>', 'coupling layers (default with 5000+ training rows: 64 for 2 columns, 12 for more; else 8)', integer(1, 1000))
+    .option('--layers <n>', 'coupling layers (default with 5000+ training rows: 96 for 2 columns, 12 for more; else 8)', integer(1, 1000))
     .option('--hidden <n>', 'units per hidden layer of each coupling network (default 64; 32 for 2 columns with 5000+ training rows)', integer(1, 4096))
     .option('--components <k>', 'Gaussians in the learned base mixture; 0 = a standard normal base (default: chosen on the validation rows, up to 32)', integer(0, 64))
     .option('--epochs <n>', 'maximum number of epochs', integer(1), 200)
