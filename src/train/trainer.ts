@@ -157,9 +157,11 @@ export async function train(
   const offset = flow.logStdSum; // standardised NLL + Σ log std = original-units NLL
   const initial = meanNll(flow, params, valT, nVal);
   const fallbackVal = fallback ? meanNll(flow, fallback, valT, nVal) : Number.POSITIVE_INFINITY;
-  let bestVal = initial;
+  // A start that overflows (deep flows can scale by up to e^(2·layers)) scores NaN, and
+  // nothing compares below NaN: count it as +∞ so the first finite epoch is kept.
+  let bestVal = Number.isFinite(initial) ? initial : Number.POSITIVE_INFINITY;
   // bestByEpoch[e]: the best validation NLL after epoch e (e = 0: the initial weights).
-  const bestByEpoch = [initial];
+  const bestByEpoch = [bestVal];
   let bestEpoch = 0;
   let lrScale = 1;
   let lastDecay = 0;
