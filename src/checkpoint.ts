@@ -47,7 +47,16 @@ export interface TrainingSummary {
   createdAt: string;
   history: { epoch: number; trainNll: number; valNll: number }[];
   /** Every restart's outcome (absent in checkpoints from before restarts). */
-  restarts?: { seed: number; components?: number; bestValNll: number; epochs: number; bestEpoch: number; stopReason: string }[];
+  restarts?: {
+    seed: number;
+    components?: number;
+    /** Scale of the random last layers it started from (0 or absent: the identity). */
+    lastLayerScale?: number;
+    bestValNll: number;
+    epochs: number;
+    bestEpoch: number;
+    stopReason: string;
+  }[];
   /** Index into `restarts` of the saved one; `history` and the figures above are its. */
   chosenRestart?: number;
 }
@@ -271,6 +280,7 @@ function validateTraining(v: Json | undefined): TrainingSummary {
       const e = obj(r, `training.restarts[${i}]`);
       for (const k of ['seed', 'epochs', 'bestEpoch']) count(e[k], `training.restarts[${i}].${k}`);
       if (e.components !== undefined) count(e.components, `training.restarts[${i}].components`);
+      if (e.lastLayerScale !== undefined) num(e.lastLayerScale, `training.restarts[${i}].lastLayerScale`);
       numOrNull(e.bestValNll, `training.restarts[${i}].bestValNll`);
       str(e.stopReason, `training.restarts[${i}].stopReason`);
     });
