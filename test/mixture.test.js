@@ -193,7 +193,7 @@ test('--components does not apply to --target fits', async () => {
   assert.match(r.stderr, /--components apply to fits to data/);
 });
 
-test('by default every restart starts from the chosen mixture and validation picks; --components 0 gives every restart the standard normal, --components K a K-mixture', async () => {
+test('by default every restart starts from the chosen mixture (last layers drawn at scales 1, 0.3) and validation picks; --components 0 gives every restart the standard normal, --components K a K-mixture', async () => {
   const dir = tempDir('nf-mix-');
   const r = await runNf(['fit', example('moons.csv'), '-m', join(dir, 'a'), '--epochs', '2', '--seed', '1', '--json']);
   assert.equal(r.code, 0, r.stderr);
@@ -204,11 +204,17 @@ test('by default every restart starts from the chosen mixture and validation pic
   const best = a.restartValNlls[0] <= a.restartValNlls[1] ? 0 : 1;
   assert.equal(a.chosenRestart, best);
   assert.equal(a.components, a.restartComponents[best]);
-  assert.equal(JSON.parse(readFileSync(join(dir, 'a', 'model.json'), 'utf8')).flow.mixture, a.components);
+  const metaA = JSON.parse(readFileSync(join(dir, 'a', 'model.json'), 'utf8'));
+  assert.equal(metaA.flow.mixture, a.components);
+  // Mixture restarts alternate how far from the identity their couplings start.
+  assert.deepEqual(metaA.training.restarts.map((o) => o.lastLayerScale), [1, 0.3]);
   // Restarts with one base need no per-restart base in info.
   assert.match((await runNf(['info', '-m', join(dir, 'a')])).stdout, /restarts\s+2, kept #\d; val loglik -?[\d.]+, -?[\d.]+\n/);
   const n = await runNf(['fit', example('moons.csv'), '-m', join(dir, 'n'), '--epochs', '1', '--seed', '1', '--components', '0', '--json']);
   assert.deepEqual(JSON.parse(n.stdout).restartComponents, [0, 0]);
+  // Over the standard normal the couplings start as the identity.
+  const metaN = JSON.parse(readFileSync(join(dir, 'n', 'model.json'), 'utf8'));
+  assert.deepEqual(metaN.training.restarts.map((o) => o.lastLayerScale), [0, 0]);
   const k = await runNf(['fit', example('moons.csv'), '-m', join(dir, 'b'), '--epochs', '1', '--seed', '1', '--components', '4', '--json']);
   assert.deepEqual(JSON.parse(k.stdout).restartComponents, [4, 4]);
 });
